@@ -1,0 +1,215 @@
+"""Typed columns from lists of parsed records, with row-level problems recorded instead of lost.
+
+Used by the metadata readers: each slice of parsed JSON records becomes pyarrow arrays at once. A value of
+the wrong type never raises a raw ``TypeError``/``KeyError``: the row gets a reason (``"invalid_width"``,
+``"missing_file_name"``, ...) in a :class:`RowProblems`, and the caller decides (``on_invalid``) whether
+that is an error or a skipped row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from inat_hf.errors import MetadataError
+
+Check = Callable[[Any], bool]
+
+
+def _is_int(value: Any) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and value.is_integer())
+
+
+def _is_float(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+_CHECKS: dict[pa.DataType, Check] = {
+    pa.int64(): _is_int,
+    pa.int32(): _is_int,
+    pa.float64(): _is_float,
+    pa.string(): _is_str,
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a record: its key, arrow type, whether a row needs it, and its allowed range."""
+
+    key: str
+    type: pa.DataType
+    required: bool = False
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass
+class RowProblems:
+    """Reasons attached to rows: a row with a reason is dropped (``skip``) or raises (``error``)."""
+
+    name: str
+    source: str
+    reasons: dict[int, str] = field(default_factory=dict)
+    """Row index -> first reason found for it."""
+    nulled: dict[str, int] = field(default_factory=dict)
+    """Counts of values set to null but kept (``invalid_latitude``, ``invalid_date``, ...)."""
+
+    def add(self, rows: np.ndarray | Sequence[int], reason: str, detail: str, on_invalid: str) -> None:
+        """Record ``reason`` for ``rows``; raise a :class:`MetadataError` with ``detail`` if errors are wanted."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            return
+        if on_invalid == "error":
+            raise MetadataError(
+                f"{self.source}: {detail} ({rows.size} row(s) of {self.name}). Fix the file, or load it with "
+                "on_invalid='skip' to drop such rows (they are counted in the report)."
+            )
+        for row in rows.tolist():
+            self.reasons.setdefault(row, reason)
+
+    def count_nulled(self, reason: str, count: int) -> None:
+        """Count ``count`` values set to null for ``reason``."""
+        if count:
+            self.nulled[reason] = self.nulled.get(reason, 0) + int(count)
+
+    def mask(self, num_rows: int) -> np.ndarray:
+        """Boolean mask of the rows that have no reason (the rows to keep)."""
+        keep = np.ones(num_rows, dtype=bool)
+        if self.reasons:
+            keep[np.fromiter(self.reasons, dtype=np.int64)] = False
+        return keep
+
+    def counts(self) -> dict[str, int]:
+        """Number of rows per reason."""
+        out: dict[str, int] = {}
+        for reason in self.reasons.values():
+            out[reason] = out.get(reason, 0) + 1
+        return dict(sorted(out.items()))
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def records_to_columns(
+    records: list[Any], first: int, fields: Sequence[Field], problems: RowProblems, on_invalid: str
+) -> dict[str, pa.Array]:
+    """Turn parsed records (dicts) into one arrow array per field.
+
+    Parameters
+    ----------
+    records : list
+        One slice of a JSON array; elements should be objects.
+    first : int
+        Index of ``records[0]`` in the whole array (row numbers in messages and reasons are global).
+    fields : sequence of Field
+    problems : RowProblems
+        Receives the reasons of bad rows; raises at once when ``on_invalid == "error"``.
+    on_invalid : {"error", "skip"}
+
+    Returns
+    -------
+    dict of str to pyarrow.Array, each of length ``len(records)``; bad values are null.
+    """
+    not_objects = [i for i, rec in enumerate(records) if not isinstance(rec, dict)]
+    if not_objects:
+        i = not_objects[0]
+        problems.add(
+            np.asarray(not_objects) + first,
+            "not_an_object",
+            f"{problems.name}[{first + i}] is {_short(records[i])}, not an object",
+            on_invalid,
+        )
+        records = [rec if isinstance(rec, dict) else {} for rec in records]
+    return {f.key: _column(records, first, f, problems, on_invalid) for f in fields}
+
+
+def _column(records: list[dict], first: int, spec: Field, problems: RowProblems, on_invalid: str) -> pa.Array:
+    values = [rec.get(spec.key) for rec in records]
+    if spec.required and None in values:
+        missing = np.flatnonzero(np.fromiter((v is None for v in values), dtype=bool, count=len(values)))
+        problems.add(
+            missing + first,
+            f"missing_{spec.key}",
+            f"{problems.name}[{first + int(missing[0])}] has no {spec.key!r} (or it is null); it is required",
+            on_invalid,
+        )
+    try:
+        array = pa.array(values, type=spec.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+        array = _sanitise(values, first, spec, problems, on_invalid)
+    if spec.low is not None or spec.high is not None:
+        array = _check_range(array, first, spec, problems, on_invalid)
+    if pa.types.is_floating(spec.type):
+        array = _null_nan(array, spec, problems)
+    return array
+
+
+def _sanitise(values: list[Any], first: int, spec: Field, problems: RowProblems, on_invalid: str) -> pa.Array:
+    check = _CHECKS[spec.type]
+    bad = [i for i, v in enumerate(values) if v is not None and not check(v)]
+    if pa.types.is_integer(spec.type):
+        info = np.iinfo(spec.type.to_pandas_dtype())
+        bad += [i for i, v in enumerate(values) if v is not None and check(v) and not info.min <= v <= info.max]
+    bad = sorted(set(bad))
+    _report(np.asarray(bad, dtype=np.int64), values, first, spec, problems, on_invalid, "is not a valid")
+    bad_set = set(bad)
+    cleaned = [None if i in bad_set else v for i, v in enumerate(values)]
+    return pa.array(cleaned, type=spec.type)
+
+
+def _check_range(array: pa.Array, first: int, spec: Field, problems: RowProblems, on_invalid: str) -> pa.Array:
+    numbers = array.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls become nan
+    low = -np.inf if spec.low is None else spec.low
+    high = np.inf if spec.high is None else spec.high
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(~np.isnan(numbers) & ((numbers < low) | (numbers > high)))
+    if bad.size == 0:
+        return array
+    values = numbers.tolist()
+    _report(bad, values, first, spec, problems, on_invalid, f"is outside [{spec.low}, {spec.high}] for")
+    mask = np.zeros(len(array), dtype=bool)
+    mask[bad] = True
+    return pa.array(numbers, type=pa.float64(), mask=mask | np.isnan(numbers)).cast(spec.type, safe=False)
+
+
+def _report(
+    bad: np.ndarray,
+    values: list[Any],
+    first: int,
+    spec: Field,
+    problems: RowProblems,
+    on_invalid: str,
+    what: str,
+) -> None:
+    if bad.size == 0:
+        return
+    if spec.required:
+        i = int(bad[0])
+        problems.add(
+            bad + first,
+            f"invalid_{spec.key}",
+            f"{problems.name}[{first + i}].{spec.key} = {_short(values[i])} {what} {spec.key!r} ({spec.type})",
+            on_invalid,
+        )
+    else:
+        problems.count_nulled(f"invalid_{spec.key}", bad.size)
+
+
+def _null_nan(array: pa.Array, spec: Field, problems: RowProblems) -> pa.Array:
+    numbers = array.to_numpy(zero_copy_only=False)
+    nan = np.isnan(numbers) & array.is_valid().to_numpy(zero_copy_only=False)
+    if not nan.any():
+        return array
+    problems.count_nulled(f"invalid_{spec.key}", int(nan.sum()))
+    return pa.array(numbers, type=spec.type, mask=np.isnan(numbers))

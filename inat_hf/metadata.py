@@ -1,0 +1,342 @@
+"""iNat 2021 metadata -> one images table (pyarrow, one row per image, typed columns, every rank).
+
+Sources
+-------
+* The official COCO-style files ``train.json``, ``val.json``, ``train_mini.json``, ``public_test.json``,
+  plain, ``.json.gz``, or ``.json.tar.gz`` as distributed. Images are joined to annotations on
+  ``annotation.image_id == image.id`` and to categories on ``annotation.category_id == category.id``:
+  **by id, never by list position** (in the real files, ids and positions need not agree).
+  ``public_test.json`` has no annotations: its rows load with null labels.
+* The processed CSV ``training_image_info.csv`` (see :mod:`inat_hf.processed_csv`).
+
+A URL that ends in ``.json``, ``.gz``, ``.tgz`` or ``.csv`` is one file; any other URL is a data folder
+holding the official layout (``train.json`` and ``val.json``, each possibly compressed) or the processed CSV.
+
+The images table (:data:`IMAGE_COLUMNS`) carries a :class:`~inat_hf.report.MetadataReport` in its schema
+metadata (:func:`~inat_hf.report.metadata_report`). With ``on_invalid="error"`` (default) a structural
+problem raises :class:`~inat_hf.errors.MetadataError` naming the file, the record and the field; with
+``"skip"`` the row is dropped and counted by reason. Bad locations and dates never drop a row: the value
+becomes null and is counted.
+"""
+
+from __future__ import annotations
+
+import gzip
+import tarfile
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from inat_hf import storage
+from inat_hf.columns import Field, RowProblems, records_to_columns
+from inat_hf.errors import MetadataError
+from inat_hf.image_table import IMAGE_COLUMNS, images_table
+from inat_hf.official_json import parse_document
+from inat_hf.processed_csv import read_processed_csv
+from inat_hf.report import FileReport, MetadataReport, attach_report
+from inat_hf.taxonomy import Taxonomy, taxonomy_from_categories
+
+__all__ = ["IMAGE_COLUMNS", "find_metadata_files", "load_metadata", "read_official_json"]
+
+MAX_IMAGE_SIDE = 65_535
+"""Largest plausible width/height (the JPEG limit); larger claims are invalid rows."""
+
+IMAGE_FIELDS: tuple[Field, ...] = (
+    Field("id", pa.int64(), required=True),
+    Field("width", pa.int32(), required=True, low=1, high=MAX_IMAGE_SIDE),
+    Field("height", pa.int32(), required=True, low=1, high=MAX_IMAGE_SIDE),
+    Field("file_name", pa.string(), required=True),
+    Field("license", pa.int32()),
+    Field("rights_holder", pa.string()),
+    Field("date", pa.string()),
+    Field("latitude", pa.float64(), low=-90, high=90),
+    Field("longitude", pa.float64(), low=-180, high=180),
+    Field("location_uncertainty", pa.float64()),
+)
+ANNOTATION_FIELDS: tuple[Field, ...] = (
+    Field("image_id", pa.int64(), required=True),
+    Field("category_id", pa.int64(), required=True),
+)
+_JSON_SUFFIXES = (".json.tar.gz", ".tar.gz", ".tgz", ".json.gz", ".json")
+OFFICIAL_SPLITS = ("train", "val", "train_mini", "public_test")
+ON_INVALID = ("error", "skip")
+
+
+def split_of(file_name: str) -> str:
+    """The split a metadata file holds, from its name (``train.json.tar.gz`` -> ``train``)."""
+    base = file_name.rsplit("/", 1)[-1]
+    for suffix in _JSON_SUFFIXES:
+        if base.endswith(suffix):
+            return base.removesuffix(suffix)
+    return base.removesuffix(".csv")
+
+
+def read_json_bytes(loc: storage.Location, source: str) -> bytes:
+    """The JSON bytes of an official file, decompressing ``.gz`` and ``.tar.gz`` (first ``*.json`` member)."""
+    name = loc.root.rsplit("/", 1)[-1]
+    try:
+        if name.endswith((".tar.gz", ".tgz")):
+            with storage.open_binary(loc) as raw, tarfile.open(fileobj=raw, mode="r|gz") as archive:
+                for member in archive:
+                    if member.isfile() and member.name.endswith(".json"):
+                        extracted = archive.extractfile(member)
+                        if extracted is not None:
+                            return extracted.read()
+            raise MetadataError(f"{source}: the archive holds no *.json file. Fix: use train.json.tar.gz.")
+        if name.endswith(".gz"):
+            with storage.open_binary(loc) as raw, gzip.GzipFile(fileobj=raw) as unzipped:
+                return unzipped.read()
+    except (EOFError, OSError, tarfile.TarError, zlib.error) as err:
+        if isinstance(err, storage.StorageError):
+            raise
+        raise MetadataError(
+            f"{source}: cannot decompress ({type(err).__name__}: {err}); the file is truncated or not "
+            "what its suffix says. Fix: download it again."
+        ) from None
+    return storage.read_bytes(loc)
+
+
+def read_official_json(
+    loc: storage.Location, *, split: str | None = None, on_invalid: str = "error"
+) -> tuple[pa.Table, FileReport]:
+    """Read one official JSON file into an images table and its report.
+
+    Parameters
+    ----------
+    loc : storage.Location
+        The file (``.json``, ``.json.gz`` or ``.json.tar.gz``).
+    split : str, optional
+        Value of the ``split`` column; by default from the file name.
+    on_invalid : {"error", "skip"}
+
+    Raises
+    ------
+    MetadataError
+        Truncated or invalid JSON, a missing required field, duplicate ids, an unknown category or image,
+        an image without annotation (with ``on_invalid="error"``).
+    """
+    source = loc.url
+    split = split or split_of(loc.root)
+    data = read_json_bytes(loc, source)
+    image_problems = RowProblems("images", source)
+    annotation_problems = RowProblems("annotations", source)
+    images: list[dict[str, pa.Array]] = []
+    annotations: list[dict[str, pa.Array]] = []
+    doc = parse_document(
+        data,
+        {
+            "images": lambda recs, first: images.append(
+                records_to_columns(recs, first, IMAGE_FIELDS, image_problems, on_invalid)
+            ),
+            "annotations": lambda recs, first: annotations.append(
+                records_to_columns(recs, first, ANNOTATION_FIELDS, annotation_problems, on_invalid)
+            ),
+        },
+        source,
+    )
+    del data
+    if "images" not in doc.streamed:
+        raise MetadataError(
+            f"{source}: no 'images' array at the top level (keys: {sorted(doc.values)}). "
+            "Fix: point to the official train.json/val.json."
+        )
+    categories = doc.values.get("categories")
+    if not isinstance(categories, list):
+        raise MetadataError(f"{source}: no 'categories' array at the top level. Fix: use the official file.")
+    taxonomy = taxonomy_from_categories(categories, source)
+    columns = _concat(images, IMAGE_FIELDS)
+    has_annotations = "annotations" in doc.streamed and doc.streamed["annotations"] > 0
+    report = FileReport(source=source, split=split, rows_in=doc.streamed["images"])
+    category_ids = _join(
+        columns,
+        _concat(annotations, ANNOTATION_FIELDS),
+        has_annotations,
+        taxonomy,
+        image_problems,
+        annotation_problems,
+        report,
+        on_invalid,
+    )
+    table = images_table(columns, category_ids, taxonomy, split, image_problems, report)
+    return table, report
+
+
+def _concat(chunks: list[dict[str, pa.Array]], fields: Sequence[Field]) -> dict[str, pa.Array]:
+    return {
+        f.key: pa.concat_arrays([c[f.key] for c in chunks]) if chunks else pa.array([], type=f.type) for f in fields
+    }
+
+
+def _duplicates(values: np.ndarray) -> np.ndarray:
+    """Positions of every value that occurs more than once."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    same = ordered[1:] == ordered[:-1]
+    dup = np.zeros(len(values), dtype=bool)
+    dup[1:] |= same
+    dup[:-1] |= same
+    return np.sort(order[dup])
+
+
+def _join(
+    images: dict[str, pa.Array],
+    annotations: dict[str, pa.Array],
+    has_annotations: bool,
+    taxonomy: Taxonomy,
+    image_problems: RowProblems,
+    annotation_problems: RowProblems,
+    report: FileReport,
+    on_invalid: str,
+) -> np.ndarray:
+    """Category id per image row (``-1`` = none), joining by id; problems go to the row reasons."""
+    image_ids = images["id"].to_numpy(zero_copy_only=False)
+    valid_image = images["id"].is_valid().to_numpy(zero_copy_only=False)
+    image_ids = np.where(valid_image, image_ids, -1).astype(np.int64)
+    dup = _duplicates(image_ids[valid_image])
+    if dup.size:
+        rows = np.flatnonzero(valid_image)[dup]
+        image_problems.add(
+            rows,
+            "duplicate_image_id",
+            f"image id {int(image_ids[rows[0]])} occurs more than once (images[{int(rows[0])}])",
+            on_invalid,
+        )
+    category_of_row = np.full(len(image_ids), -1, dtype=np.int64)
+    if not has_annotations:
+        return category_of_row
+    ann_image = annotations["image_id"].to_numpy(zero_copy_only=False)
+    ann_category = annotations["category_id"].to_numpy(zero_copy_only=False)
+    ann_valid = annotations["image_id"].is_valid().to_numpy(zero_copy_only=False) & annotations[
+        "category_id"
+    ].is_valid().to_numpy(zero_copy_only=False)
+    ann_valid &= annotation_problems.mask(len(ann_image))
+    order = np.argsort(image_ids, kind="stable")
+    pos = np.minimum(np.searchsorted(image_ids[order], ann_image), len(order) - 1) if len(order) else None
+    found = ann_valid & (image_ids[order][pos] == ann_image) if pos is not None else np.zeros_like(ann_valid)
+    unknown = np.flatnonzero(ann_valid & ~found)
+    if unknown.size:
+        if on_invalid == "error":
+            i = int(unknown[0])
+            raise MetadataError(
+                f"{report.source}: annotations[{i}].image_id = {int(ann_image[i])} is not the id of any image "
+                f"({unknown.size} such annotation(s)). Fix the file, or load with on_invalid='skip'."
+            )
+        report.annotations_skipped["unknown_image"] = int(unknown.size)
+    report.annotations_skipped.update(annotation_problems.counts())
+    ann_rows = np.flatnonzero(found)
+    image_rows = order[pos[ann_rows]] if pos is not None else ann_rows
+    per_image = np.bincount(image_rows, minlength=len(image_ids))
+    many = np.flatnonzero(per_image > 1)
+    image_problems.add(
+        many,
+        "multiple_annotations",
+        f"image id {int(image_ids[many[0]])} has {int(per_image[many[0]])} annotations" if many.size else "",
+        on_invalid,
+    )
+    none = np.flatnonzero((per_image == 0) & valid_image)
+    image_problems.add(
+        none,
+        "no_annotation",
+        f"image id {int(image_ids[none[0]])} (images[{int(none[0])}]) has no annotation" if none.size else "",
+        on_invalid,
+    )
+    category_of_row[image_rows] = ann_category[ann_rows]
+    unknown_category = np.flatnonzero((taxonomy.rows_of(category_of_row) < 0) & (category_of_row >= 0))
+    if unknown_category.size:
+        row = int(unknown_category[0])
+        image_problems.add(
+            unknown_category,
+            "unknown_category",
+            f"image id {int(image_ids[row])} is annotated with category_id {int(category_of_row[row])}, "
+            f"which is not among the {taxonomy.num_categories} categories of the file",
+            on_invalid,
+        )
+    return category_of_row
+
+
+def is_file_url(url: str) -> bool:
+    """Whether ``url`` names one metadata file (by suffix) rather than a data folder."""
+    path = url.split("?", 1)[0].rstrip("/")
+    return path.endswith((".json", ".gz", ".tgz", ".csv"))
+
+
+def find_metadata_files(loc: storage.Location, splits: Sequence[str] | None = None) -> list[str]:
+    """The metadata files of a data folder, relative to it, one per split.
+
+    For each split (default: ``train`` and, when present, ``val``) the first of ``{split}.json``,
+    ``{split}.json.gz``, ``{split}.json.tar.gz`` that exists; for ``train``, ``training_image_info.csv``
+    when no official file is there.
+
+    Raises
+    ------
+    MetadataError
+        A split asked for by name, or ``train`` by default, has no file.
+    """
+    wanted = tuple(splits) if splits is not None else ("train", "val")
+    unknown = [s for s in wanted if s not in OFFICIAL_SPLITS]
+    if unknown:
+        raise ValueError(f"unknown split(s) {unknown}; choose from {', '.join(OFFICIAL_SPLITS)}")
+    found = []
+    for split in wanted:
+        candidates = [f"{split}{suffix}" for suffix in (".json", ".json.gz", ".json.tar.gz")]
+        if split == "train":
+            candidates.append("training_image_info.csv")
+        match = next((c for c in candidates if storage.exists(loc, c)), None)
+        if match is not None:
+            found.append(match)
+        elif splits is not None or split == "train":
+            raise MetadataError(
+                f"{loc.url}: no metadata for split {split!r}: looked for {', '.join(candidates)}. "
+                "Fix: point data_dir to the folder holding the official train.json/val.json "
+                "(or training_image_info.csv), or pass the file's own URL."
+            )
+    return found
+
+
+def load_metadata(
+    url: str,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    splits: Sequence[str] | None = None,
+    on_invalid: str = "error",
+) -> pa.Table:
+    """Load iNat 2021 metadata into one images table.
+
+    Parameters
+    ----------
+    url : str
+        A metadata file (``train.json``, ``val.json.gz``, ``train.json.tar.gz``, ``public_test.json``,
+        ``training_image_info.csv``) or a data folder holding them; any fsspec URL (``az://``, ``abfs://``,
+        local path, ``memory://``, ...).
+    storage_options : dict, optional
+        Passed to fsspec (credentials: ``connection_string``, ``account_name`` + ``sas_token``, ...).
+        Without them adlfs reads the ``AZURE_STORAGE_*`` environment variables.
+    splits : sequence of str, optional
+        For a data folder: which splits to load (default ``train`` and ``val`` when present).
+    on_invalid : {"error", "skip"}
+        What a structurally bad record does: raise :class:`MetadataError`, or drop the row and count it.
+
+    Returns
+    -------
+    pyarrow.Table
+        Columns :data:`IMAGE_COLUMNS`, one row per image; the load's report is in the schema metadata
+        (:func:`inat_hf.report.metadata_report`).
+    """
+    if on_invalid not in ON_INVALID:
+        raise ValueError(f"on_invalid={on_invalid!r}; choose from {', '.join(ON_INVALID)}")
+    loc = storage.resolve(url, storage_options)
+    files = [""] if is_file_url(url) else find_metadata_files(loc, splits)
+    tables, report = [], MetadataReport()
+    for relative in files:
+        file_loc = loc.child(relative) if relative else loc
+        if file_loc.root.endswith(".csv"):
+            table, file_report = read_processed_csv(file_loc, on_invalid=on_invalid)
+        else:
+            table, file_report = read_official_json(file_loc, on_invalid=on_invalid)
+        tables.append(table)
+        report.files.append(file_report)
+    combined = tables[0] if len(tables) == 1 else pa.concat_tables(tables).unify_dictionaries()
+    return attach_report(combined.combine_chunks(), report)

@@ -1,0 +1,250 @@
+"""Fast, memory-lean reading of the official COCO-style iNat 2021 JSON files.
+
+``train.json`` is about 1 GB. Parsing it whole into Python objects (``json.load``) takes four to five times
+its size in memory. Here the top-level object is walked by a small scanner, and each large array
+(``images``, ``annotations``) is parsed in slices of about :data:`CHUNK_BYTES` with ``orjson``; every slice
+becomes typed columns at once and its Python objects are dropped. Peak memory is the file's bytes, the
+columns, and one slice.
+
+Correctness does not rest on the scanner: a slice is cut at a ``}`` followed by ``,`` or ``]``, and a cut
+that falls inside a string can never parse (the left part ends inside that string), so the scanner tries
+the next cut. Anything the fast path cannot handle (arrays of non-objects, heavy escaping, invalid JSON)
+falls back to one ``orjson.loads`` of the whole file, which either succeeds or gives the parser's message
+and position in a :class:`~inat_hf.errors.MetadataError`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from inat_hf.errors import MetadataError
+
+CHUNK_BYTES = 16 * 2**20
+"""Approximate size of one parsed slice of a large array."""
+
+_MAX_CUT_TRIES = 16
+_WS = re.compile(rb"[ \t\n\r]*")
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_SCALAR = re.compile(rb"-?[0-9][0-9.eE+\-]*|true|false|null")
+_OBJECT_END = re.compile(rb"\}[ \t\n\r]*[,\]]")
+
+ChunkSink = Callable[[list[Any], int], None]
+"""Receives one parsed slice of an array and the index of its first element."""
+
+
+class _FastPathFailed(Exception):
+    """The scanner met something it does not handle; fall back to a whole-file parse."""
+
+
+@dataclass
+class OfficialDocument:
+    """The top-level values of an official file; large arrays were streamed to sinks, not kept here."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    streamed: dict[str, int] = field(default_factory=dict)
+    """Number of elements streamed to each sink, by key."""
+
+
+def parse_document(data: bytes, sinks: dict[str, ChunkSink], source: str) -> OfficialDocument:
+    """Parse an official JSON document, streaming the arrays named in ``sinks`` slice by slice.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole file.
+    sinks : dict of str to callable
+        For each top-level key whose value is a large array, a function called with each slice (a list of
+        parsed elements) and the index of the slice's first element. A sink may raise ``MetadataError``.
+    source : str
+        The file's redacted URL, for error messages.
+
+    Returns
+    -------
+    OfficialDocument
+        The other top-level values, and how many elements each sink received. If a key of ``sinks`` has a
+        value that is not an array, the value is returned in ``values`` and the sink is not called.
+
+    Raises
+    ------
+    MetadataError
+        The file is not valid JSON (truncated, garbage) or its top level is not an object.
+    """
+    try:
+        return _parse_fast(data, sinks)
+    except _FastPathFailed:
+        pass
+    return _parse_whole(data, sinks, source)
+
+
+def _parse_whole(data: bytes, sinks: dict[str, ChunkSink], source: str) -> OfficialDocument:
+    try:
+        top = orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        hint = " The file looks truncated: download it again." if _at_end(data, err.pos) else ""
+        raise MetadataError(
+            f"{source}: not valid JSON ({err.msg} at character {err.pos} of {len(data)}).{hint}"
+        ) from None
+    if not isinstance(top, dict):
+        raise MetadataError(
+            f"{source}: the top level is a JSON {type(top).__name__}, not an object with 'images', "
+            "'annotations' and 'categories'. Fix: point to the official train.json/val.json."
+        )
+    doc = OfficialDocument()
+    for key, value in top.items():
+        if key in sinks and isinstance(value, list):
+            for start in range(0, len(value), 100_000):
+                sinks[key](value[start : start + 100_000], start)
+            doc.streamed[key] = len(value)
+        else:
+            doc.values[key] = value
+    return doc
+
+
+def _at_end(data: bytes, pos: int) -> bool:
+    """Whether a parse error at ``pos`` is at the end of the data (a truncated file)."""
+    tail = data[-4096:]
+    content_end = len(data) - (len(tail) - len(tail.rstrip()))
+    return pos >= content_end - 1
+
+
+def _skip_ws(data: bytes, pos: int) -> int:
+    match = _WS.match(data, pos)
+    return match.end() if match else pos
+
+
+def _parse_fast(data: bytes, sinks: dict[str, ChunkSink]) -> OfficialDocument:
+    doc = OfficialDocument()
+    pos = _skip_ws(data, 0)
+    if data[pos : pos + 1] != b"{":
+        raise _FastPathFailed
+    pos = _skip_ws(data, pos + 1)
+    if data[pos : pos + 1] == b"}":
+        return _finish(data, pos + 1, doc)
+    while True:
+        key_match = _STRING.match(data, pos)
+        if key_match is None:
+            raise _FastPathFailed
+        key = _loads(key_match.group())
+        pos = _skip_ws(data, key_match.end())
+        if data[pos : pos + 1] != b":":
+            raise _FastPathFailed
+        pos = _skip_ws(data, pos + 1)
+        if key in sinks and data[pos : pos + 1] == b"[":
+            doc.values.pop(key, None)
+            doc.streamed[key], pos = _stream_array(data, pos, sinks[key])
+        else:
+            value, pos = _parse_small_value(data, pos)
+            doc.streamed.pop(key, None)
+            doc.values[key] = value
+        pos = _skip_ws(data, pos)
+        sep = data[pos : pos + 1]
+        if sep == b"}":
+            return _finish(data, pos + 1, doc)
+        if sep != b",":
+            raise _FastPathFailed
+        pos = _skip_ws(data, pos + 1)
+
+
+def _finish(data: bytes, pos: int, doc: OfficialDocument) -> OfficialDocument:
+    if _skip_ws(data, pos) != len(data):
+        raise _FastPathFailed  # trailing garbage: let the whole-file parser report it
+    return doc
+
+
+def _loads(text: bytes) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise _FastPathFailed from None
+
+
+def _parse_small_value(data: bytes, pos: int) -> tuple[Any, int]:
+    """Parse a value that is not a streamed array: strings, scalars, objects and arrays of modest size."""
+    head = data[pos : pos + 1]
+    if head == b'"':
+        match = _STRING.match(data, pos)
+        if match is None:
+            raise _FastPathFailed
+        return _loads(match.group()), match.end()
+    if head in (b"{", b"["):
+        closer = b"}" if head == b"{" else b"]"
+        end = data.find(closer, pos)
+        for _ in range(4096):  # the first closer at which the prefix parses ends the value
+            if end < 0:
+                raise _FastPathFailed
+            try:
+                return orjson.loads(data[pos : end + 1]), end + 1
+            except orjson.JSONDecodeError:
+                end = data.find(closer, end + 1)
+        raise _FastPathFailed
+    match = _SCALAR.match(data, pos)
+    if match is None:
+        raise _FastPathFailed
+    return _loads(match.group()), match.end()
+
+
+def _stream_array(data: bytes, pos: int, sink: ChunkSink) -> tuple[int, int]:
+    """Parse the array of objects starting at ``data[pos] == '['`` in slices; return (count, end)."""
+    pos = _skip_ws(data, pos + 1)
+    if data[pos : pos + 1] == b"]":
+        return 0, pos + 1
+    count = 0
+    while True:
+        elements, pos, closed = _next_slice(data, pos)
+        sink(elements, count)
+        count += len(elements)
+        if closed:
+            return count, pos
+        pos = _skip_ws(data, pos)
+
+
+def _next_slice(data: bytes, start: int) -> tuple[list[Any], int, bool]:
+    """Parse the elements from ``start`` up to a cut about :data:`CHUNK_BYTES` further on.
+
+    Returns the elements, the position just after the ``,`` (or the array's ``]``) that follows the last
+    one, and whether the array closed.
+    """
+    match = _OBJECT_END.search(data, min(start + CHUNK_BYTES, len(data)))
+    if match is None:
+        match = _last_cut(data, start)
+    for _ in range(_MAX_CUT_TRIES):
+        if match is None:
+            raise _FastPathFailed
+        wrapped = b"[" + data[start : match.start() + 1] + b"]"
+        try:
+            elements = orjson.loads(wrapped)
+        except orjson.JSONDecodeError as err:
+            closed = _array_closed_before(wrapped, err.pos)
+            if closed is not None:
+                # The array ended inside this slice: data index = wrapped index - 1 + start.
+                return closed[0], start + closed[1] - 1, True
+            match = _OBJECT_END.search(data, match.start() + 1)
+            continue
+        return elements, match.end(), match.group().endswith(b"]")
+    raise _FastPathFailed
+
+
+def _array_closed_before(wrapped: bytes, error_pos: int) -> tuple[list[Any], int] | None:
+    """If ``wrapped[:error_pos]`` is a whole array (the source array closed inside the slice and what
+    follows belongs to the next key), return its elements and the wrapped index just after its ``]``."""
+    head = wrapped[:error_pos].rstrip()
+    if not head.endswith(b"]"):
+        return None
+    try:
+        elements = orjson.loads(head)
+    except orjson.JSONDecodeError:
+        return None
+    return elements, len(head)
+
+
+def _last_cut(data: bytes, start: int) -> re.Match[bytes] | None:
+    """The last ``}`` followed by ``,`` or ``]`` at or after ``start`` (the final slice of the file)."""
+    last = None
+    for match in _OBJECT_END.finditer(data, start):
+        last = match
+    return last

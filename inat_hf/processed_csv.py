@@ -1,0 +1,204 @@
+"""The processed CSV ``training_image_info.csv`` -> the images table.
+
+Required columns: ``image_id, user, width, height, file_name, phylum, class, order, species``. Extra
+columns are ignored, except ``kingdom``, ``family``, ``genus``, ``date``, ``latitude``, ``longitude``,
+``location_uncertainty``, ``license`` and ``split``, which are used when present; a pandas index column
+(empty header or ``Unnamed: 0``) is dropped.
+
+``species`` is the scientific name (``Lumbricus terrestris``) or the official category id. It is matched
+against the 10,000 official species (:func:`inat_hf.taxonomy.official_species`), which gives the category
+id, the genus and the kingdom where the CSV has no such column. The family is not derivable from a
+species name: without a ``family`` column it is null (counted in the report as ``no_family``); load the
+official ``train.json`` instead to get it. Every row is ``split="train"`` unless a ``split`` column exists.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from inat_hf import storage
+from inat_hf.columns import RowProblems
+from inat_hf.errors import MetadataError
+from inat_hf.image_table import images_table
+from inat_hf.report import FileReport
+from inat_hf.taxonomy import RANKS, build_taxonomy, official_species
+
+REQUIRED_COLUMNS = ("image_id", "user", "width", "height", "file_name", "phylum", "class", "order", "species")
+OPTIONAL_COLUMNS = (
+    "kingdom",
+    "family",
+    "genus",
+    "date",
+    "latitude",
+    "longitude",
+    "location_uncertainty",
+    "license",
+    "split",
+)
+_NUMERIC = {
+    "image_id": pa.int64(),
+    "width": pa.int32(),
+    "height": pa.int32(),
+    "license": pa.int32(),
+    "latitude": pa.float64(),
+    "longitude": pa.float64(),
+    "location_uncertainty": pa.float64(),
+}
+_RANGES = {"width": (1, 65_535), "height": (1, 65_535), "latitude": (-90, 90), "longitude": (-180, 180)}
+_REQUIRED_NUMERIC = ("image_id", "width", "height")
+
+
+def read_processed_csv(loc: storage.Location, *, on_invalid: str = "error") -> tuple[pa.Table, FileReport]:
+    """Read ``training_image_info.csv`` into an images table and its report.
+
+    Raises
+    ------
+    MetadataError
+        Not a CSV, a required column missing, a bad required value or an unknown species (with
+        ``on_invalid="error"``).
+    """
+    source = loc.url
+    raw = _read_strings(loc, source)
+    problems = RowProblems("rows", source)
+    report = FileReport(source=source, split="train", rows_in=raw.num_rows)
+    columns = {name: raw[name] for name in raw.column_names}
+    for name, arrow_type in _NUMERIC.items():
+        if name in columns:
+            columns[name] = _to_number(columns[name], name, arrow_type, problems, on_invalid)
+    for name in ("file_name", "user", "species"):
+        _require_text(columns[name], name, problems, on_invalid)
+    category_ids, lineage = _match_species(columns, problems, on_invalid)
+    taxonomy = _taxonomy(category_ids, lineage, problems, source)
+    renamed = {
+        "id": columns["image_id"],
+        "width": columns["width"],
+        "height": columns["height"],
+        "file_name": columns["file_name"],
+        "rights_holder": columns["user"],
+        **{
+            name: columns.get(name, pa.nulls(raw.num_rows, _NUMERIC.get(name, pa.string())))
+            for name in ("license", "date", "latitude", "longitude", "location_uncertainty")
+        },
+    }
+    table = images_table(renamed, category_ids, taxonomy, "train", problems, report)
+    if "split" in columns:
+        kept = pa.array(problems.mask(raw.num_rows))
+        table = table.set_column(1, "split", pc.dictionary_encode(columns["split"].filter(kept)))
+    return table, report
+
+
+def _read_strings(loc: storage.Location, source: str) -> pa.Table:
+    """Every column as strings (values are validated afterwards, row by row, vectorised)."""
+    try:
+        with storage.open_binary(loc) as stream:
+            header = pacsv.open_csv(stream).schema.names
+    except pa.ArrowInvalid as err:
+        raise MetadataError(f"{source}: not a readable CSV ({err}). Fix: point to training_image_info.csv.") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise MetadataError(
+            f"{source}: required column(s) {missing} missing; found {header}. "
+            f"Fix: the processed CSV needs {', '.join(REQUIRED_COLUMNS)}."
+        )
+    wanted = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in header]
+    options = pacsv.ConvertOptions(
+        column_types={c: pa.string() for c in header}, include_columns=wanted, strings_can_be_null=True
+    )
+    try:
+        with storage.open_binary(loc) as stream:
+            return pacsv.read_csv(stream, convert_options=options)
+    except pa.ArrowInvalid as err:
+        raise MetadataError(f"{source}: malformed CSV ({err}). Fix: download the file again.") from None
+
+
+def _to_number(
+    column: pa.ChunkedArray, name: str, arrow_type: pa.DataType, problems: RowProblems, on_invalid: str
+) -> pa.Array:
+    text = pc.utf8_trim_whitespace(column.combine_chunks())
+    pattern = r"^[+-]?\d+(\.0*)?$" if pa.types.is_integer(arrow_type) else r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+    present = pc.and_(pc.is_valid(text), pc.not_equal(text, ""))
+    good = pc.and_(present, pc.match_substring_regex(text, pattern))
+    bad = pc.and_(present, pc.invert(good)).to_numpy(zero_copy_only=False)
+    values = pc.if_else(good, text, pa.scalar(None, pa.string())).cast(pa.float64())
+    numbers = values.to_numpy(zero_copy_only=False)
+    low, high = _RANGES.get(name, (-np.inf, np.inf))
+    with np.errstate(invalid="ignore"):
+        bad |= ~np.isnan(numbers) & ((numbers < low) | (numbers > high))
+    missing = ~present.to_numpy(zero_copy_only=False)
+    if name in _REQUIRED_NUMERIC:
+        _flag(np.flatnonzero(missing), f"missing_{name}", f"column {name!r} is empty", problems, on_invalid)
+        rows = np.flatnonzero(bad)
+        detail = f"column {name!r} holds {text[int(rows[0])].as_py()!r}, not a valid {arrow_type}" if rows.size else ""
+        _flag(rows, f"invalid_{name}", detail, problems, on_invalid)
+    else:
+        problems.count_nulled(f"invalid_{name}", int(bad.sum()))
+    return pa.array(numbers, mask=np.isnan(numbers) | bad).cast(arrow_type, safe=False)
+
+
+def _flag(rows: np.ndarray, reason: str, detail: str, problems: RowProblems, on_invalid: str) -> None:
+    if rows.size:
+        problems.add(rows, reason, f"row {int(rows[0]) + 1}: {detail}", on_invalid)
+
+
+def _require_text(column: pa.ChunkedArray, name: str, problems: RowProblems, on_invalid: str) -> None:
+    empty = pc.or_kleene(pc.is_null(column), pc.equal(column, "")).to_numpy(zero_copy_only=False)
+    _flag(np.flatnonzero(empty), f"missing_{name}", f"column {name!r} is empty", problems, on_invalid)
+
+
+def _match_species(columns: dict, problems: RowProblems, on_invalid: str) -> tuple[np.ndarray, dict]:
+    """Official category id per row (-1 if unknown) and the rank names per row."""
+    official = official_species()
+    species = columns["species"].combine_chunks()
+    as_id = pc.match_substring_regex(species, r"^\d+$")
+    by_name = pc.index_in(species, value_set=official["name"]).to_numpy(zero_copy_only=False)
+    ids = official["id"].to_numpy()
+    by_id = pc.index_in(
+        pc.if_else(as_id, species, pa.scalar(None, pa.string())).cast(pa.int64()), value_set=official["id"]
+    ).to_numpy(zero_copy_only=False)
+    position = np.where(np.isnan(by_name.astype(float)), by_id.astype(float), by_name.astype(float))
+    known = ~np.isnan(position) & pc.is_valid(species).to_numpy(zero_copy_only=False)
+    position = np.where(known, position, 0).astype(np.int64)
+    unknown = np.flatnonzero(~known & pc.is_valid(species).to_numpy(zero_copy_only=False))
+    detail = (
+        f"species {species[int(unknown[0])].as_py()!r} is not one of the 10,000 iNat 2021 species"
+        if unknown.size
+        else ""
+    )
+    _flag(unknown, "unknown_category", detail, problems, on_invalid)
+    category_ids = np.where(known, ids[position], -1)
+    lineage = {
+        "kingdom": columns.get("kingdom", official["kingdom"].take(pa.array(position))),
+        "phylum": columns["phylum"],
+        "class": columns["class"],
+        "order": columns["order"],
+        "family": columns.get("family", pa.nulls(len(species), pa.string())),
+        "genus": columns.get("genus", official["genus"].take(pa.array(position))),
+        "species": official["name"].take(pa.array(position)),
+    }
+    if "family" not in columns:
+        problems.count_nulled("no_family", int(known.sum()))
+    return category_ids, lineage
+
+
+def _taxonomy(category_ids: np.ndarray, lineage: dict, problems: RowProblems, source: str):
+    """One taxonomy row per category, checking every row of a species agrees on every rank."""
+    keep = (category_ids >= 0) & problems.mask(len(category_ids))
+    table = pa.table({"category_id": category_ids, **{r: lineage[r] for r in RANKS}}).filter(pa.array(keep))
+    grouped = table.group_by("category_id", use_threads=False).aggregate([(r, "count_distinct") for r in RANKS])
+    for rank in RANKS:
+        conflicts = pc.greater(grouped[f"{rank}_count_distinct"], 1)
+        if pc.any(conflicts).as_py():
+            cid = grouped["category_id"].filter(conflicts)[0].as_py()
+            raise MetadataError(
+                f"{source}: species id {cid} has more than one {rank!r} across rows. "
+                "Fix: every row of one species must carry the same taxonomy."
+            )
+    first = table.group_by("category_id", use_threads=False).aggregate([(r, "first") for r in RANKS])
+    return build_taxonomy(
+        first["category_id"].to_numpy(),
+        {r: first[f"{r}_first"].to_pylist() for r in RANKS},
+        source,
+    )

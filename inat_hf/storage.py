@@ -1,0 +1,502 @@
+"""The only module that talks to storage: URLs, credentials, concurrent fetches, retries, redaction.
+
+Credentials come from ``storage_options`` or from the environment variables that adlfs and azure-identity
+read by themselves. Every exception leaving this module is a redacted StorageError raised ``from None``
+(or a ValueError for a bad relative path). Transient errors are retried with bounded exponential backoff,
+logged at WARNING on ``inat_hf.storage`` and counted in :data:`STATS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import logging
+import os
+import posixpath
+import random
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Literal, TypeVar
+
+import azure.core.exceptions as azure_errors
+import fsspec
+from fsspec.asyn import AsyncFileSystem, sync
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
+
+from inat_hf.errors import StorageAuthError, StorageError, StorageNotFoundError
+
+try:
+    import aiohttp
+except ImportError:  # pragma: no cover - aiohttp comes with adlfs
+    aiohttp = None
+
+logger = logging.getLogger("inat_hf.storage")
+T = TypeVar("T")
+
+DEFAULT_RETRIES = 3
+RETRY_BASE_DELAY = 0.25  # seconds before the first retry; doubled for each next one, with jitter
+RETRY_MAX_DELAY = 8.0
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_TRANSIENT_ERRORS = (TimeoutError, ConnectionError, azure_errors.ServiceRequestError,
+                     azure_errors.ServiceResponseError, *((aiohttp.ClientError,) if aiohttp else ()))  # fmt: skip
+_AZURE_PROTOCOLS = frozenset({"az", "abfs", "abfss"})
+_SECRET_OPTIONS = frozenset({"account_key", "sas_token", "connection_string", "credential", "client_secret",
+                             "key", "secret", "token", "password", "session_token", "aws_secret_access_key",
+                             "aws_session_token", "private_key"})  # fmt: skip
+_AZURE_HINT = (
+    "give credentials in storage_options (connection_string; or account_name with account_key, sas_token "
+    "or credential) or in the environment (AZURE_STORAGE_CONNECTION_STRING; or AZURE_STORAGE_ACCOUNT_NAME "
+    "with AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN; or AZURE_STORAGE_ACCOUNT_NAME alone to use "
+    "DefaultAzureCredential, e.g. after `az login`)"
+)
+_GENERIC_HINT = "check the credentials given in storage_options or in the environment"
+_REDACTED = "REDACTED"
+_PATTERNS = tuple(
+    (re.compile(pattern, re.IGNORECASE), replacement + _REDACTED)
+    for pattern, replacement in (
+        (r"\b(AccountKey|SharedAccessKey|SharedAccessSignature|AccessKey|Password|Pwd)=[^;\s'\"]+", r"\1="),
+        (r"(?<![\w%])(sig=)[^&;\s'\"]+", r"\1"),
+        (r"(sig%3D)(?:(?!%26)[^&;\s'\"])+", r"\1"),
+        (r"\b(Bearer)\s+[\w\-.~+/]+=*", r"\1 "),
+        (r"\b(SharedKey(?:Lite)?)\s+([^:\s]+):[^\s'\",]+", r"\1 \2:"),
+    )
+)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Return ``text`` with every secret replaced by ``REDACTED``.
+
+    Removes the values of ``secrets`` (also URL-quoted or unquoted), connection-string secrets
+    (``AccountKey=``, ``SharedAccessSignature=``...), SAS signatures (``sig=REDACTED``, also
+    percent-encoded), ``Bearer`` tokens and ``SharedKey`` signatures.
+    """
+    variants = set()
+    for secret in secrets:
+        if isinstance(secret, str) and secret:
+            variants |= {secret, urllib.parse.unquote(secret), urllib.parse.quote(secret, safe="")}
+    for value in sorted(variants - {""}, key=len, reverse=True):
+        text = text.replace(value, _REDACTED)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+@dataclass
+class StorageStats:
+    """Process-wide counters of retries and of operations that failed for good; read :data:`STATS`."""
+
+    retries: int = 0
+    failures: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record(self, *, retries: int = 0, failures: int = 0) -> None:
+        """Add to the counters (thread-safe)."""
+        with self._lock:
+            self.retries += retries
+            self.failures += failures
+
+    def reset(self) -> None:
+        """Set both counters back to zero."""
+        with self._lock:
+            self.retries = self.failures = 0
+
+
+STATS = StorageStats()
+
+
+@dataclass(frozen=True)
+class Location:
+    """A root path (``root``: protocol stripped, no trailing slash) in a filesystem ``fs``; ``url`` is the
+    redacted URL for messages. Make one with :func:`resolve`."""
+
+    fs: fsspec.AbstractFileSystem = field(repr=False)
+    root: str
+    url: str
+    _secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    def path(self, relative: str = "") -> str:
+        """Return the path of ``relative`` (posix) under the root; raise ValueError if it leaves the root."""
+        clean = _clean_relative(relative, self.url)
+        if not clean:
+            return self.root
+        return f"{self.root}{clean}" if self.root.endswith("/") or not self.root else f"{self.root}/{clean}"
+
+    def child(self, relative: str) -> Location:
+        """Return the Location rooted at ``self.path(relative)``."""
+        clean = _clean_relative(relative, self.url)
+        return Location(self.fs, self.path(clean), _where(self, clean), self._secrets)
+
+
+def _clean_relative(relative: str, url: str) -> str:
+    """Return ``relative`` normalised ("" for the root), or raise ValueError if it is absolute or escapes."""
+    if not relative:
+        return ""
+    if relative.startswith(("/", "\\")) or "://" in relative or re.match(r"[A-Za-z]:[\\/]", relative):
+        raise ValueError(f"path {relative!r} is absolute; give a path relative to {url}")
+    clean = posixpath.normpath(relative)
+    if clean == ".." or clean.startswith("../"):
+        raise ValueError(f"path {relative!r} leads out of {url}: '..' may not escape the root")
+    return "" if clean == "." else clean
+
+
+def _where(loc: Location, relative: str) -> str:
+    """Return the URL of ``relative`` under ``loc``, for messages."""
+    return f"{loc.url}/{relative}" if relative else loc.url
+
+
+def _secrets_of(options: Mapping[str, Any]) -> tuple[str, ...]:
+    """Return the secret strings in ``storage_options``, with the secret parts of connection strings."""
+    found: list[str] = []
+    for key, value in options.items():
+        if isinstance(value, Mapping):
+            found.extend(_secrets_of(value))
+        elif isinstance(value, str) and value and key in _SECRET_OPTIONS:
+            found.append(value)
+            for part in re.split(r"[;&?]", value):
+                name, _, secret = part.partition("=")
+                if secret and name.strip().lower() in {"accountkey", "sharedaccesssignature", "sig"}:
+                    found.append(secret)
+    return tuple(dict.fromkeys(found))
+
+
+def resolve(url: str, storage_options: Mapping[str, Any] | None = None) -> Location:
+    """Open the filesystem of ``url`` and return a :class:`Location` rooted at its path.
+
+    Parameters
+    ----------
+    url : str
+        Any fsspec URL, or a local path (a relative one is made absolute).
+    storage_options : mapping, optional
+        Passed to the filesystem unchanged (adlfs: ``connection_string``; or ``account_name`` with
+        ``account_key``, ``sas_token`` or ``credential``); without them adlfs reads the ``AZURE_STORAGE_*``
+        environment variables or uses ``DefaultAzureCredential``. Secret values are remembered on the
+        Location (never shown) so that its messages are redacted with them.
+
+    Raises
+    ------
+    StorageAuthError
+        If adlfs cannot make a client from the credentials (missing or malformed).
+    StorageError
+        If the protocol is unknown or its fsspec implementation is not installed.
+    """
+    url = os.fspath(url)
+    options = dict(storage_options or {})
+    secrets = _secrets_of(options)
+    shown = redact(url, secrets).rstrip("/") or url[:1]
+    protocol = fsspec.core.split_protocol(url)[0] or "file"
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **options)
+    except Exception as exc:
+        if isinstance(exc, ImportError):
+            message = f"{shown}: cannot open {protocol}:// ({_summary(exc)}); install its fsspec package"
+        elif protocol in _AZURE_PROTOCOLS and isinstance(exc, ValueError | azure_errors.AzureError):
+            message = f"{shown}: cannot connect to Azure ({_summary(exc)}); {_AZURE_HINT}"
+            raise StorageAuthError(redact(message, secrets)) from None
+        else:
+            message = f"{shown}: cannot open ({_summary(exc)})"
+        raise StorageError(redact(message, secrets)) from None
+    root = path.rstrip("/") or path
+    return Location(fs, root, root if isinstance(fs, LocalFileSystem) else shown, secrets)
+
+
+def _summary(exc: BaseException) -> str:
+    """Return the exception's type and the first line of its message, shortened."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _kind(exc: BaseException) -> Literal["not_found", "auth", "transient", "other"]:
+    """Classify an error; only "transient" ones (timeouts, lost connections, 408/429/5xx) are retried."""
+    status = getattr(exc, "status_code", None) if isinstance(exc, azure_errors.HttpResponseError) else None
+    if aiohttp is not None and isinstance(exc, aiohttp.ClientResponseError):
+        status = exc.status
+    if isinstance(exc, FileNotFoundError | azure_errors.ResourceNotFoundError) or status == 404:
+        return "not_found"
+    if isinstance(exc, PermissionError | azure_errors.ClientAuthenticationError) or status in (401, 403):
+        return "auth"
+    if status is not None:
+        return "transient" if status in _TRANSIENT_STATUS else "other"
+    return "transient" if isinstance(exc, _TRANSIENT_ERRORS) else "other"
+
+
+def _to_storage_error(exc: BaseException, loc: Location, relative: str) -> StorageError:
+    """Return the redacted StorageError (or subclass) that stands for ``exc``."""
+    if isinstance(exc, StorageError):
+        return exc
+    kind, where = _kind(exc), _where(loc, relative)
+    protocols = {loc.fs.protocol} if isinstance(loc.fs.protocol, str) else set(loc.fs.protocol)
+    azure = bool(protocols & _AZURE_PROTOCOLS)
+    if kind == "not_found":
+        codes = {getattr(e, "error_code", None) for e in (exc, exc.__cause__, exc.__context__)}
+        detail = " (the container does not exist)" if "ContainerNotFound" in codes else ""
+        check = "the URL and that the container and the path exist" if azure else "the URL and the path"
+        return StorageNotFoundError(redact(f"{where}: not found{detail}. Check {check}", loc._secrets))
+    if kind == "auth":
+        hint = _AZURE_HINT if azure else _GENERIC_HINT
+        return StorageAuthError(redact(f"{where}: access denied ({_summary(exc)}); {hint}", loc._secrets))
+    return StorageError(redact(f"{where}: {_summary(exc)}", loc._secrets))
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds to wait before retry number ``attempt`` (from 0): exponential, capped, with jitter."""
+    return min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2**attempt) * random.uniform(0.5, 1.0)
+
+
+def _retrying(call: Callable[[], T], loc: Location, relative: str, retries: int = DEFAULT_RETRIES) -> T:
+    """Return ``call()``, retrying transient errors; raise any error as a redacted StorageError."""
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if attempt == retries or _kind(exc) != "transient":
+                STATS.record(failures=1)
+                raise _to_storage_error(exc, loc, relative) from None
+            _note_retry(loc, _where(loc, relative), exc, attempt, retries, count=1)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _note_retry(loc: Location, what: str, exc: BaseException, attempt: int, retries: int, count: int) -> None:
+    """Count, log (redacted, at WARNING) and wait before a retry."""
+    STATS.record(retries=count)
+    message = f"{what}: {_summary(exc)}; retry {attempt + 1} of {retries}"
+    logger.warning("%s", redact(message, loc._secrets))
+    time.sleep(_backoff(attempt))
+
+
+def _needs_parent_dirs(fs: fsspec.AbstractFileSystem) -> bool:
+    """Whether files can only be written into existing folders (object stores and memory need none)."""
+    return not isinstance(fs, AsyncFileSystem | MemoryFileSystem)
+
+
+def read_bytes(loc: Location, relative: str = "") -> bytes:
+    """Return the whole content of a file, retrying transient errors."""
+    path = loc.path(relative)
+    return _retrying(lambda: loc.fs.cat_file(path), loc, relative)
+
+
+def exists(loc: Location, relative: str = "") -> bool:
+    """Whether a file or folder exists; auth and network errors are raised, not answered with False."""
+    path = loc.path(relative)
+    loc.fs.invalidate_cache(path)
+    return _retrying(lambda: bool(loc.fs.exists(path)), loc, relative)
+
+
+def size(loc: Location, relative: str = "") -> int:
+    """Return the size of a file in bytes."""
+    info = _retrying(lambda: loc.fs.info(loc.path(relative)), loc, relative)
+    if info.get("type") != "file":
+        raise StorageError(redact(f"{_where(loc, relative)}: is a folder, not a file", loc._secrets))
+    return int(info["size"])
+
+
+def list_files(loc: Location, relative: str = "") -> list[str]:
+    """Return the sorted paths, relative to ``loc.root``, of all files under ``relative`` (recursive).
+
+    An empty folder gives ``[]``; raises StorageNotFoundError if nothing exists at ``relative``.
+    """
+    path = loc.path(relative)
+    loc.fs.invalidate_cache(path)
+    found = _retrying(lambda: loc.fs.find(path, withdirs=False), loc, relative)
+    if not found and not exists(loc, relative):
+        raise _to_storage_error(FileNotFoundError(path), loc, relative) from None
+    prefix = loc.root if loc.root.endswith("/") or not loc.root else loc.root + "/"
+    return sorted("" if p == loc.root else p.removeprefix(prefix) for p in found)
+
+
+def write_bytes(loc: Location, relative: str, data: bytes) -> None:
+    """Write ``data`` to a file, replacing it; parent folders are made where the filesystem needs them."""
+    path = loc.path(relative)
+
+    def write() -> None:
+        if _needs_parent_dirs(loc.fs):
+            loc.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        loc.fs.pipe_file(path, data)
+
+    _retrying(write, loc, relative)
+
+
+def write_many(loc: Location, items: Iterable[tuple[str, bytes]], *, max_workers: int = 16) -> int:
+    """Write ``(relative, data)`` pairs concurrently and return how many were written.
+
+    ``items`` is consumed lazily, ``4 * max_workers`` at a time; the first failure is raised.
+    """
+    workers, written, pending = max(1, max_workers), 0, iter(items)
+    with ThreadPoolExecutor(workers, thread_name_prefix="inat-write") as pool:
+        for batch in iter(lambda: list(itertools.islice(pending, 4 * workers)), []):
+            written += len(list(pool.map(lambda item: write_bytes(loc, *item), batch)))
+    return written
+
+
+async def _gather_cat(fs: AsyncFileSystem, paths: list[str], limit: int) -> list[bytes | BaseException]:
+    """Fetch ``paths`` on the filesystem's event loop, at most ``limit`` at a time, in order."""
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(path: str) -> bytes:
+        async with semaphore:
+            return await fs._cat_file(path)
+
+    return await asyncio.gather(*(one(p) for p in paths), return_exceptions=True)
+
+
+def _cat_or_error(fs: fsspec.AbstractFileSystem, path: str) -> bytes | BaseException:
+    """Return the content of ``path``, or the exception raised while reading it."""
+    try:
+        return fs.cat_file(path)
+    except Exception as exc:
+        return exc
+
+
+def _fetch_round(fs: fsspec.AbstractFileSystem, paths: list[str], workers: int) -> list[bytes | BaseException]:
+    """Fetch every path once, concurrently; exceptions are returned in place of contents."""
+    if isinstance(fs, AsyncFileSystem) and fs.async_impl and not fs.asynchronous:
+        return sync(fs.loop, _gather_cat, fs, paths, workers)
+    if len(paths) <= 1 or workers == 1:
+        return [_cat_or_error(fs, p) for p in paths]
+    with ThreadPoolExecutor(min(workers, len(paths)), thread_name_prefix="inat-fetch") as pool:
+        return list(pool.map(lambda p: _cat_or_error(fs, p), paths))
+
+
+def fetch_many(
+    loc: Location,
+    relatives: Sequence[str],
+    *,
+    max_workers: int = 32,
+    retries: int = DEFAULT_RETRIES,
+    on_error: Literal["raise", "return"] = "raise",
+) -> list[bytes | StorageError]:
+    """Fetch many small files concurrently, in the order of ``relatives``.
+
+    Async filesystems (adlfs, s3fs, gcsfs) run their ``_cat_file`` coroutines on their event loop;
+    the others use a thread pool over ``cat_file``. Files that fail with a transient error are fetched
+    again together after an exponential backoff.
+
+    Parameters
+    ----------
+    max_workers : int
+        Most requests in flight at once.
+    retries : int
+        Most retries of a file after transient errors; not-found and auth errors are never retried.
+    on_error : {"raise", "return"}
+        Raise the first failure (in input order), or put it in the list in place of the content.
+
+    Returns
+    -------
+    list of bytes or StorageError
+        One entry per path of ``relatives``.
+    """
+    if on_error not in ("raise", "return"):
+        raise ValueError(f"on_error must be 'raise' or 'return', not {on_error!r}")
+    paths = [loc.path(r) for r in relatives]
+    results: list[bytes | StorageError] = [b""] * len(paths)
+    pending = list(range(len(paths)))
+    for attempt in range(max(0, retries) + 1):
+        outcomes = _fetch_round(loc.fs, [paths[i] for i in pending], max(1, max_workers))
+        again = []
+        for index, outcome in zip(pending, outcomes, strict=True):
+            if not isinstance(outcome, BaseException):
+                results[index] = outcome
+            elif attempt < retries and _kind(outcome) == "transient":
+                again.append((index, outcome))
+            else:
+                STATS.record(failures=1)
+                results[index] = _to_storage_error(outcome, loc, relatives[index])
+                if on_error == "raise":
+                    raise results[index] from None
+        if not again:
+            break
+        what = f"{loc.url}: {len(again)} of {len(paths)} files (first {relatives[again[0][0]]!r})"
+        _note_retry(loc, what, again[0][1], attempt, retries, count=len(again))
+        pending = [index for index, _ in again]
+    return results
+
+
+class _GuardedFile(io.BufferedIOBase):
+    """A file whose errors are redacted StorageErrors; reads that fail transiently are retried."""
+
+    def __init__(self, raw: Any, loc: Location, relative: str) -> None:
+        super().__init__()
+        self._raw, self._loc, self._relative = raw, loc, relative
+
+    def read(self, size: int | None = -1) -> bytes:
+        start = self._raw.tell() if self._raw.seekable() else None
+
+        def attempt() -> bytes:
+            if start is not None and self._raw.tell() != start:
+                self._raw.seek(start)  # a failed read of an fsspec file does not move; a local one may
+            return self._raw.read(-1 if size is None else size)
+
+        return _retrying(attempt, self._loc, self._relative, DEFAULT_RETRIES if start is not None else 0)
+
+    read1 = read
+
+    def write(self, data: Any) -> int:
+        return _retrying(lambda: self._raw.write(data), self._loc, self._relative, 0)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return _retrying(lambda: self._raw.seek(offset, whence), self._loc, self._relative, 0)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def readable(self) -> bool:
+        return self._raw.readable()
+
+    def writable(self) -> bool:
+        return self._raw.writable()
+
+    def seekable(self) -> bool:
+        return self._raw.seekable()
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                _retrying(self._raw.close, self._loc, self._relative, 0)
+            finally:
+                super().close()
+
+
+@contextmanager
+def open_binary(loc: Location, relative: str = "") -> Iterator[BinaryIO]:
+    """Open a file for a streaming binary read (decompress ``.gz`` yourself); errors are StorageErrors."""
+    path = loc.path(relative)
+    raw = _retrying(lambda: loc.fs.open(path, "rb"), loc, relative)
+    with _GuardedFile(raw, loc, relative) as file:
+        yield file  # type: ignore[misc]
+
+
+@contextmanager
+def open_output(loc: Location, relative: str) -> Iterator[BinaryIO]:
+    """Open a file for a streaming binary write; parent folders are made where the filesystem needs them.
+
+    The file is complete when the ``with`` block ends. If the block raises, the partial file is deleted
+    (best effort) and the error goes on unchanged.
+    """
+    path = loc.path(relative)
+
+    def open_raw() -> Any:
+        if _needs_parent_dirs(loc.fs):
+            loc.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        return loc.fs.open(path, "wb")
+
+    file = _GuardedFile(_retrying(open_raw, loc, relative, 0), loc, relative)
+    try:
+        yield file  # type: ignore[misc]
+    except BaseException:
+        with suppress(Exception):
+            file.close()
+        try:
+            loc.fs.rm_file(path)
+        except Exception as exc:
+            message = f"{_where(loc, relative)}: partial output not removed ({_summary(exc)})"
+            logger.warning("%s", redact(message, loc._secrets))
+        raise
+    file.close()
