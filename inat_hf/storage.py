@@ -298,6 +298,25 @@ def size(loc: Location, relative: str = "") -> int:
     return int(info["size"])
 
 
+def file_token(loc: Location, relative: str = "") -> str:
+    """A short string that changes when the file changes: its size and its ETag or modification time.
+
+    Cheap (one metadata request, no content read); used to key caches. Never holds a secret.
+    """
+    info = _retrying(lambda: loc.fs.info(loc.path(relative)), loc, relative)
+    if info.get("type") != "file":
+        raise StorageError(redact(f"{_where(loc, relative)}: is a folder, not a file", loc._secrets))
+    version = next(
+        (
+            str(info[key])
+            for key in ("etag", "ETag", "mtime", "last_modified", "LastModified", "created")
+            if info.get(key)
+        ),
+        "",
+    )
+    return f"{int(info['size'])}:{version}"
+
+
 def list_files(loc: Location, relative: str = "") -> list[str]:
     """Return the sorted paths, relative to ``loc.root``, of all files under ``relative`` (recursive).
 

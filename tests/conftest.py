@@ -137,3 +137,31 @@ def az_container(azurite: AzuriteServer) -> Iterator[AzContainer]:
         finally:
             with suppress(ResourceNotFoundError):
                 service.delete_container(name)
+
+
+# --- the synthetic replica ------------------------------------------------------------------------------
+
+
+class Replica(NamedTuple):
+    """A replica written to local disk and the counts a test must see."""
+
+    url: str
+    counts: object  # inat_hf.sample.SampleCounts
+
+
+@pytest.fixture(scope="session")
+def tiny_replica(tmp_path_factory: pytest.TempPathFactory) -> Replica:
+    """The ``tiny`` replica (seed 0) with its JPEGs, written once per session; treat it as read-only."""
+    from inat_hf.sample import write_sample
+
+    folder = tmp_path_factory.mktemp("tiny-replica")
+    return Replica(str(folder), write_sample(str(folder), scale="tiny", seed=0))
+
+
+@pytest.fixture(scope="session")
+def small_metadata(tmp_path_factory: pytest.TempPathFactory) -> Replica:
+    """The ``small`` replica's metadata only (no JPEGs), written once per session; read-only."""
+    from inat_hf.sample import write_sample
+
+    folder = tmp_path_factory.mktemp("small-metadata")
+    return Replica(str(folder), write_sample(str(folder), scale="small", seed=0, metadata_only=True))

@@ -1,0 +1,175 @@
+"""The ``inat-fl`` command line.
+
+Secrets never go on the command line: for Azure, set ``AZURE_STORAGE_CONNECTION_STRING`` (or
+``AZURE_STORAGE_ACCOUNT_NAME`` with ``AZURE_STORAGE_SAS_TOKEN`` / ``AZURE_STORAGE_ACCOUNT_KEY``), which adlfs
+reads by itself; ``--option KEY=VALUE`` passes non-secret fsspec options such as ``account_name``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from inat_hf.errors import InatError
+
+_SECRET_OPTIONS = ("account_key", "sas_token", "connection_string", "client_secret", "credential", "password")
+
+
+def _storage_options(pairs: Sequence[str]) -> dict[str, Any] | None:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--option {pair!r}: expected KEY=VALUE")
+        if key in _SECRET_OPTIONS:
+            raise SystemExit(
+                f"--option {key}=...: secrets do not go on the command line (they end up in shell history and "
+                "process lists); set AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_SAS_TOKEN instead"
+            )
+        options[key] = value
+    return options or None
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from inat_hf.metadata import load_metadata
+    from inat_hf.sample import write_sample
+    from inat_hf.summary import format_summary
+
+    options = _storage_options(args.option)
+    start = time.perf_counter()
+    counts = write_sample(
+        args.out,
+        scale=args.scale,
+        seed=args.seed,
+        metadata_only=args.metadata_only,
+        tiny_images=args.tiny_images,
+        storage_options=options,
+        progress=True,
+    )
+    elapsed = time.perf_counter() - start
+    print(
+        f"wrote the {counts.scale!r} replica (seed {counts.seed}) to {args.out} in {elapsed:.1f} s: "
+        f"{counts.train_images:,} train + {counts.val_images:,} val images, {counts.users:,} users, "
+        f"{counts.jpegs_written:,} JPEGs"
+    )
+    if not args.no_summary:
+        print()
+        print(format_summary(load_metadata(args.out, options)))
+    return 0
+
+
+def _cmd_metadata(args: argparse.Namespace) -> int:
+    from inat_hf.metadata import load_metadata
+    from inat_hf.summary import format_summary
+
+    start = time.perf_counter()
+    table = load_metadata(
+        args.url, _storage_options(args.option), splits=args.split or None, on_invalid=args.on_invalid
+    )
+    print(format_summary(table))
+    print(f"\nloaded {table.num_rows:,} rows in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from inat_hf import storage
+    from inat_hf.config import config_for
+    from inat_hf.manifest import load_or_build_manifest
+    from inat_hf.metadata import load_metadata
+    from inat_hf.plots import plot_client_sizes, plot_label_heatmap
+    from inat_hf.stats import compute_stats, format_stats
+    from inat_hf.users import user_table, write_user_table
+
+    def value_of(text: str) -> Any:
+        """``FIELD=VALUE`` values: none/null, true/false, int, float, else the string itself."""
+        lowered = text.strip().lower()
+        if lowered in ("none", "null"):
+            return None
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return text
+
+    overrides: dict[str, Any] = {}
+    for pair in args.set:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set {pair!r}: expected FIELD=VALUE, e.g. --set min_client_size=32")
+        overrides[key.strip()] = value_of(value)
+    config = config_for(args.config, **overrides)
+    options = _storage_options(args.option)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    manifest = load_or_build_manifest(args.data_dir, config, options, args.cache_dir)
+    stats = compute_stats(manifest, config.name)
+    print(format_stats(stats))
+    report = {**stats.to_dict(), "config_fields": config.fingerprint_fields()}
+    local = storage.resolve(str(out))
+    storage.write_bytes(local, "stats.json", (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
+    plot_client_sizes(manifest, out / "client_sizes.png", config_name=config.name)
+    plot_label_heatmap(manifest, out / "label_heatmap.png", config_name=config.name)
+    users_csv = out / "images_and_categories_per_users.csv"
+    write_user_table(user_table(load_metadata(args.data_dir, options)), str(users_csv))
+    print(f"\nwrote {out / 'stats.json'} and {users_csv.name} in {time.perf_counter() - start:.1f} s")
+    print(f"plots: {out / 'client_sizes.png'}\n       {out / 'label_heatmap.png'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``inat-fl``."""
+    parser = argparse.ArgumentParser(prog="inat-fl", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sample = sub.add_parser("sample", help="write the synthetic iNat 2021 replica to a folder or fsspec URL")
+    sample.add_argument("out", help="folder or fsspec URL (az://container/prefix, memory://x, ...)")
+    sample.add_argument("--scale", default="small", help="tiny, small or full (default: small)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--metadata-only", action="store_true", help="write train.json/val.json, no JPEGs")
+    sample.add_argument(
+        "--tiny-images", action=argparse.BooleanOptionalAction, default=None, help="JPEGs of at most 32 px"
+    )
+    sample.add_argument("--no-summary", action="store_true", help="do not load the replica back and summarise")
+    sample.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
+    sample.set_defaults(func=_cmd_sample)
+
+    meta = sub.add_parser("metadata", help="load metadata (a file or a data folder) and print a summary")
+    meta.add_argument("url", help="train.json, val.json.gz, training_image_info.csv, or a data folder")
+    meta.add_argument("--split", action="append", help="split(s) of a data folder (default: train, val)")
+    meta.add_argument("--on-invalid", choices=("error", "skip"), default="error")
+    meta.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
+    meta.set_defaults(func=_cmd_metadata)
+
+    stats = sub.add_parser("stats", help="partition statistics, plots and the per-user table of a config")
+    stats.add_argument("config", help="config name, e.g. family_user, species_geo1k, order_dirichlet")
+    stats.add_argument("--data-dir", required=True, help="data folder or fsspec URL (train.json/val.json or CSV)")
+    stats.add_argument("--out", required=True, help="local folder for stats.json, the plots and the user CSV")
+    stats.add_argument("--cache-dir", default=None, help="manifest cache (default: $INAT_FL_CACHE or ~/.cache)")
+    stats.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
+    stats.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
+    stats.set_defaults(func=_cmd_stats)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``inat-fl``; project errors print one clear line and exit with status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (InatError, ValueError) as err:
+        print(f"inat-fl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install everything the tests need on a fresh machine, then run lint and the whole test suite.
+# Used by the README and by .ci/run. Needs python3 (3.10+), node and npm; reaches only the package registries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install --quiet --upgrade pip
+python -m pip install --quiet -e ".[dev]"
+# flwr-datasets declares datasets<5 but works on datasets 5: --no-deps keeps the current datasets.
+python -m pip install --quiet --no-deps "flwr-datasets==0.6.1"
+
+# Azurite, the Azure Blob Storage emulator the tests start (3.35.0 is the last release that runs on Node 20).
+if [ ! -x .tools/node_modules/.bin/azurite-blob ]; then
+  npm install --prefix .tools --no-audit --no-fund --silent azurite@3.35.0
+fi
+export AZURITE_BLOB_BIN="$PWD/.tools/node_modules/.bin/azurite-blob"
+
+ruff check inat_hf tests scripts
+ruff format --check inat_hf tests scripts
+
+set +e
+python -m pytest -q "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests: that is a failure" >&2
+  exit 1
+fi
+exit "$status"
