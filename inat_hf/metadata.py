@@ -121,22 +121,28 @@ def read_official_json(
     source = loc.url
     split = split or split_of(loc.root)
     data = read_json_bytes(loc, source)
-    image_problems = RowProblems("images", source)
-    annotation_problems = RowProblems("annotations", source)
-    images: list[dict[str, pa.Array]] = []
-    annotations: list[dict[str, pa.Array]] = []
-    doc = parse_document(
-        data,
-        {
-            "images": lambda recs, first: images.append(
-                records_to_columns(recs, first, IMAGE_FIELDS, image_problems, on_invalid)
+    state: dict[str, Any] = {}
+
+    def make_sinks() -> dict[str, Any]:
+        # Fresh accumulators for each parse attempt (the fast path may give up part-way).
+        state.update(
+            images=[],
+            annotations=[],
+            image_problems=RowProblems("images", source),
+            annotation_problems=RowProblems("annotations", source),
+        )
+        return {
+            "images": lambda recs, first: state["images"].append(
+                records_to_columns(recs, first, IMAGE_FIELDS, state["image_problems"], on_invalid)
             ),
-            "annotations": lambda recs, first: annotations.append(
-                records_to_columns(recs, first, ANNOTATION_FIELDS, annotation_problems, on_invalid)
+            "annotations": lambda recs, first: state["annotations"].append(
+                records_to_columns(recs, first, ANNOTATION_FIELDS, state["annotation_problems"], on_invalid)
             ),
-        },
-        source,
-    )
+        }
+
+    doc = parse_document(data, make_sinks, source)
+    images, annotations = state["images"], state["annotations"]
+    image_problems, annotation_problems = state["image_problems"], state["annotation_problems"]
     del data
     if "images" not in doc.streamed:
         raise MetadataError(

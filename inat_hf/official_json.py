@@ -35,6 +35,8 @@ _OBJECT_END = re.compile(rb"\}[ \t\n\r]*[,\]]")
 
 ChunkSink = Callable[[list[Any], int], None]
 """Receives one parsed slice of an array and the index of its first element."""
+SinkFactory = Callable[[], dict[str, ChunkSink]]
+"""Makes fresh sinks: called again (dropping what the first ones received) if the fast path gives up."""
 
 
 class _FastPathFailed(Exception):
@@ -50,16 +52,18 @@ class OfficialDocument:
     """Number of elements streamed to each sink, by key."""
 
 
-def parse_document(data: bytes, sinks: dict[str, ChunkSink], source: str) -> OfficialDocument:
+def parse_document(data: bytes, make_sinks: SinkFactory, source: str) -> OfficialDocument:
     """Parse an official JSON document, streaming the arrays named in ``sinks`` slice by slice.
 
     Parameters
     ----------
     data : bytes
         The whole file.
-    sinks : dict of str to callable
-        For each top-level key whose value is a large array, a function called with each slice (a list of
-        parsed elements) and the index of the slice's first element. A sink may raise ``MetadataError``.
+    make_sinks : callable
+        Returns, for each top-level key whose value is a large array, a function called with each slice
+        (a list of parsed elements) and the index of the slice's first element. A sink may raise
+        ``MetadataError``. If the fast path gives up part-way, ``make_sinks`` is called again and the whole
+        file is parsed once more into the new sinks, so the caller must start afresh with each call.
     source : str
         The file's redacted URL, for error messages.
 
@@ -75,10 +79,10 @@ def parse_document(data: bytes, sinks: dict[str, ChunkSink], source: str) -> Off
         The file is not valid JSON (truncated, garbage) or its top level is not an object.
     """
     try:
-        return _parse_fast(data, sinks)
+        return _parse_fast(data, make_sinks())
     except _FastPathFailed:
         pass
-    return _parse_whole(data, sinks, source)
+    return _parse_whole(data, make_sinks(), source)
 
 
 def _parse_whole(data: bytes, sinks: dict[str, ChunkSink], source: str) -> OfficialDocument:
@@ -86,9 +90,7 @@ def _parse_whole(data: bytes, sinks: dict[str, ChunkSink], source: str) -> Offic
         top = orjson.loads(data)
     except orjson.JSONDecodeError as err:
         hint = " The file looks truncated: download it again." if _at_end(data, err.pos) else ""
-        raise MetadataError(
-            f"{source}: not valid JSON ({err.msg} at character {err.pos} of {len(data)}).{hint}"
-        ) from None
+        raise MetadataError(f"{source}: not valid JSON ({err.msg} at character {err.pos}).{hint}") from None
     if not isinstance(top, dict):
         raise MetadataError(
             f"{source}: the top level is a JSON {type(top).__name__}, not an object with 'images', "
@@ -106,10 +108,8 @@ def _parse_whole(data: bytes, sinks: dict[str, ChunkSink], source: str) -> Offic
 
 
 def _at_end(data: bytes, pos: int) -> bool:
-    """Whether a parse error at ``pos`` is at the end of the data (a truncated file)."""
-    tail = data[-4096:]
-    content_end = len(data) - (len(tail) - len(tail.rstrip()))
-    return pos >= content_end - 1
+    """Whether a parse error at character ``pos`` is at the end of the data (a truncated file)."""
+    return pos >= len(data.decode("utf-8", errors="replace").rstrip()) - 1
 
 
 def _skip_ws(data: bytes, pos: int) -> int:
@@ -230,9 +230,13 @@ def _next_slice(data: bytes, start: int) -> tuple[list[Any], int, bool]:
 
 
 def _array_closed_before(wrapped: bytes, error_pos: int) -> tuple[list[Any], int] | None:
-    """If ``wrapped[:error_pos]`` is a whole array (the source array closed inside the slice and what
-    follows belongs to the next key), return its elements and the wrapped index just after its ``]``."""
-    head = wrapped[:error_pos].rstrip()
+    """If the text before the parse error at character ``error_pos`` is a whole array (the source array
+    closed inside the slice and what follows belongs to the next key), return its elements and the byte
+    index in ``wrapped`` just after its ``]``. (orjson reports positions in characters, not bytes.)"""
+    try:
+        head = wrapped.decode("utf-8")[:error_pos].encode("utf-8").rstrip()
+    except UnicodeDecodeError:
+        return None
     if not head.endswith(b"]"):
         return None
     try:

@@ -274,3 +274,18 @@ def test_processed_csv_bad_values(tmp_path, old, new, reason, message):
     table = load_metadata(str(path), on_invalid="skip")
     report = metadata_report(table).files[0]
     assert report.skipped == {reason: 1} and report.rows_in == 3 == report.rows_out + 1
+
+
+def test_fast_path_with_non_ascii_and_fallback_part_way(tmp_path, monkeypatch):
+    doc = _dummy()
+    doc["images"][0]["rights_holder"] = "José Pérez Ñúñez"  # multi-byte: orjson reports character positions
+    doc["images"][2]["rights_holder"] = 'tricky}, {"id": 5} ]'  # a cut inside a string
+    path = _write(tmp_path / "train.json", json.dumps(doc, ensure_ascii=False))
+    whole = load_metadata(path)
+    assert whole["user"].to_pylist()[0] == "José Pérez Ñúñez"
+    monkeypatch.setattr(official_json, "CHUNK_BYTES", 7)
+    assert load_metadata(path).equals(whole)
+    # With a single try per cut the fast path gives up after streaming some slices: no row twice.
+    monkeypatch.setattr(official_json, "_MAX_CUT_TRIES", 1)
+    again = load_metadata(path)
+    assert again.equals(whole) and again.num_rows == 3
