@@ -1,0 +1,232 @@
+"""The builder config: one flat dataclass of simple, hashable fields, validated on creation.
+
+Presets are named ``{rank}_{scheme}`` for every rank of :data:`~inat_hf.taxonomy.RANKS` and every
+scheme of :data:`PRESET_SCHEMES` (``family_user`` is the default). Any field can be overridden by keyword,
+as ``datasets`` does for config kwargs: ``config_for("family_user", min_client_size=32)``. Parameter
+names follow Flower where Flower has one (``num_partitions``, ``alpha``, ``min_partition_size``,
+``group_size``, ``seed``). Storage options (credentials) are never config fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+
+from inat_hf.partition import get_partitioner
+from inat_hf.taxonomy import RANKS
+
+PRESET_SCHEMES: tuple[str, ...] = ("user", "geo1k", "dirichlet", "iid")
+"""Schemes that have a preset for every rank."""
+
+DEFAULT_CONFIG_NAME = "family_user"
+
+ON_BAD_IMAGE = ("error", "skip")
+
+# Fields that do not change the examples (so they stay out of the fingerprint).
+_NOT_IN_FINGERPRINT = {"name", "version", "data_dir", "data_files", "description"}
+
+
+@dataclass
+class INatFLConfig(datasets.BuilderConfig):
+    """One way of cutting iNat 2021 into clients, and labelling it.
+
+    Attributes
+    ----------
+    rank : str
+        Label granularity: ``kingdom`` ... ``species``.
+    scheme : str
+        ``user``, ``geo<N>`` (``geo1k``, ...), ``dirichlet`` or ``iid``.
+    seed : int
+        Seeds every random choice (partition draws, client sampling, holdout).
+    num_partitions : int
+        Clients of ``dirichlet`` and ``iid``.
+    alpha : float
+        Dirichlet concentration.
+    min_partition_size : int
+        Dirichlet: redraw until every client has this many rows.
+    group_size : int
+        ``user``: users merged per client (1 = one client per user).
+    min_client_size : int
+        Drop clients with fewer train+test rows (applied after the scheme).
+    max_clients : int or None
+        Keep only the largest clients (ties: smaller client id).
+    client_fraction : float
+        Keep a random fraction of the clients.
+    test_fraction : float
+        Per-client holdout: this fraction of each client's rows becomes its ``test`` rows.
+    holdout_client_fraction : float
+        This fraction of the clients is held out whole: all their rows are ``test`` rows.
+    on_bad_image : str
+        ``error`` or ``skip`` (skipped rows are listed with their reason).
+    max_image_side : int or None
+        Resize images at prepare time so that the longer side is at most this.
+    with_images : bool
+        False prepares the examples without image bytes (metadata only).
+    """
+
+    rank: str = "family"
+    scheme: str = "user"
+    seed: int = 0
+    num_partitions: int = 1000
+    alpha: float = 0.5
+    min_partition_size: int = 10
+    group_size: int = 1
+    min_client_size: int = 1
+    max_clients: int | None = None
+    client_fraction: float = 1.0
+    test_fraction: float = 0.0
+    holdout_client_fraction: float = 0.0
+    on_bad_image: str = "error"
+    max_image_side: int | None = None
+    with_images: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name == "default":
+            self.name = f"{self.rank}_{self.scheme}"
+        super().__post_init__()
+        validate(self)
+
+    def partition_params(self) -> dict[str, Any]:
+        """The keyword parameters handed to the partition scheme."""
+        return {
+            "num_partitions": self.num_partitions,
+            "alpha": self.alpha,
+            "min_partition_size": self.min_partition_size,
+            "group_size": self.group_size,
+        }
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """The fields that determine the examples, as a plain dict (sorted keys when serialised)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in _NOT_IN_FINGERPRINT and f.name in _OWN_FIELDS
+        }
+
+    def fingerprint(self) -> str:
+        """Hex digest of :meth:`fingerprint_fields` (never includes storage options or paths)."""
+        text = json.dumps(self.fingerprint_fields(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_OWN_FIELDS = {f.name for f in dataclasses.fields(INatFLConfig)} - {
+    f.name for f in dataclasses.fields(datasets.BuilderConfig)
+}
+
+
+def _require(condition: bool, field: str, value: Any, allowed: str) -> None:
+    if not condition:
+        raise ValueError(f"config field {field}={value!r} is invalid; allowed: {allowed}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate(config: INatFLConfig) -> None:
+    """Raise ``ValueError`` naming the field and the allowed values if a field is out of range."""
+    _require(config.rank in RANKS, "rank", config.rank, ", ".join(RANKS))
+    try:
+        get_partitioner(config.scheme)
+    except ValueError as err:
+        raise ValueError(f"config field scheme={config.scheme!r} is invalid: {err}") from None
+    _require(_is_int(config.seed) and config.seed >= 0, "seed", config.seed, "an integer >= 0")
+    for name in ("num_partitions", "group_size", "min_partition_size", "min_client_size"):
+        value = getattr(config, name)
+        low = 0 if name in ("min_partition_size", "min_client_size") else 1
+        _require(_is_int(value) and value >= low, name, value, f"an integer >= {low}")
+    _require(
+        isinstance(config.alpha, (int, float)) and not isinstance(config.alpha, bool) and config.alpha > 0,
+        "alpha",
+        config.alpha,
+        "a number > 0",
+    )
+    _require(
+        config.max_clients is None or (_is_int(config.max_clients) and config.max_clients >= 1),
+        "max_clients",
+        config.max_clients,
+        "None or an integer >= 1",
+    )
+    _require(
+        _fraction(config.client_fraction, 0, 1, upper_ok=True),
+        "client_fraction",
+        config.client_fraction,
+        "a number in (0, 1]",
+    )
+    _require(
+        _fraction(config.test_fraction, 0, 1, lower_ok=True),
+        "test_fraction",
+        config.test_fraction,
+        "a number in [0, 1)",
+    )
+    _require(
+        _fraction(config.holdout_client_fraction, 0, 1, lower_ok=True),
+        "holdout_client_fraction",
+        config.holdout_client_fraction,
+        "a number in [0, 1)",
+    )
+    _require(config.on_bad_image in ON_BAD_IMAGE, "on_bad_image", config.on_bad_image, ", ".join(ON_BAD_IMAGE))
+    _require(
+        config.max_image_side is None or (_is_int(config.max_image_side) and config.max_image_side >= 16),
+        "max_image_side",
+        config.max_image_side,
+        "None or an integer >= 16",
+    )
+    _require(isinstance(config.with_images, bool), "with_images", config.with_images, "True or False")
+
+
+def _fraction(value: Any, low: float, high: float, *, lower_ok: bool = False, upper_ok: bool = False) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    above = value >= low if lower_ok else value > low
+    below = value <= high if upper_ok else value < high
+    return above and below
+
+
+def preset_names() -> list[str]:
+    """Every preset name, ``{rank}_{scheme}``, rank-major."""
+    return [f"{rank}_{scheme}" for rank in RANKS for scheme in PRESET_SCHEMES]
+
+
+def presets() -> list[INatFLConfig]:
+    """The preset configs (``BUILDER_CONFIGS``)."""
+    configs = []
+    for rank in RANKS:
+        for scheme in PRESET_SCHEMES:
+            configs.append(
+                INatFLConfig(
+                    name=f"{rank}_{scheme}",
+                    rank=rank,
+                    scheme=scheme,
+                    description=f"iNat 2021 labelled by {rank}, clients by the {scheme!r} scheme",
+                )
+            )
+    return configs
+
+
+def config_for(name: str = DEFAULT_CONFIG_NAME, **overrides: Any) -> INatFLConfig:
+    """A preset by name with fields overridden; a ``{rank}_{scheme}`` name that is not a preset also works.
+
+    Raises
+    ------
+    ValueError
+        Unknown name, unknown field, or a field out of range.
+    """
+    rank, sep, scheme = name.partition("_")
+    if not sep or rank not in RANKS:
+        raise ValueError(
+            f"unknown config name {name!r}; names are {{rank}}_{{scheme}} with rank in {', '.join(RANKS)} "
+            f"and scheme in {', '.join(PRESET_SCHEMES)} (or geo<N>), e.g. {DEFAULT_CONFIG_NAME!r}"
+        )
+    unknown = sorted(set(overrides) - _OWN_FIELDS - {"description"})
+    if unknown:
+        raise ValueError(f"unknown config field(s) {unknown}; fields are {', '.join(sorted(_OWN_FIELDS))}")
+    fields = {"rank": rank, "scheme": scheme, **overrides}
+    if fields["rank"] != rank or fields["scheme"] != scheme:
+        name = f"{fields['rank']}_{fields['scheme']}"
+    return INatFLConfig(name=name, **fields)

@@ -1,0 +1,253 @@
+"""Benchmarks, each against its baseline in the same run, printed as a table and one JSON line.
+
+    python scripts/bench.py metadata  [--data DIR] [--scale full]
+    python scripts/bench.py partition [--data DIR] [--scale full]
+
+``metadata``: time and peak RSS of ``inat_hf.metadata.load_metadata`` on the replica's ``train.json``
+against the TFDS approach (``json.load`` plus Python loops building the same table). Each loader runs in
+a fresh child process so that peak RSS is its own; both must produce the same (image_id, species) pairs.
+
+``partition``: on the replica's train rows, our ``user`` assignment plus client index, our whole
+``family_user`` manifest build, and Dirichlet over 1,000 clients at species rank, against flwr-datasets'
+``NaturalIdPartitioner`` building its partition map (what its first ``load_partition`` does) on the same
+rows loaded as a ``datasets.Dataset``. Each task runs in its own child process after the metadata is
+loaded (not timed); peak RSS is the child's.
+
+The replica's metadata is written to ``--data`` first if it is not there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _checksum(image_ids: np.ndarray, species: list[str]) -> str:
+    order = np.argsort(image_ids, kind="stable")
+    digest = hashlib.sha256(np.asarray(image_ids)[order].astype(np.int64).tobytes())
+    for i in order.tolist():
+        digest.update(species[i].encode())
+    return digest.hexdigest()[:16]
+
+
+def _load_ours(path: str) -> tuple[int, str]:
+    from inat_hf.metadata import load_metadata
+
+    table = load_metadata(path)
+    species = table["species"].combine_chunks().dictionary_decode().to_pylist()
+    return table.num_rows, _checksum(table["image_id"].to_numpy(), species)
+
+
+def _load_baseline(path: str) -> tuple[int, str]:
+    """The TFDS approach: json.load, dicts by id, a Python loop over every image, then a table."""
+    import pyarrow as pa
+
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    categories = {c["id"]: c for c in data["categories"]}
+    category_of = {a["image_id"]: a["category_id"] for a in data["annotations"]}
+    ranks = ("kingdom", "phylum", "class", "order", "family", "genus")
+    keys = (
+        "id",
+        "width",
+        "height",
+        "file_name",
+        "license",
+        "rights_holder",
+        "date",
+        "latitude",
+        "longitude",
+        "location_uncertainty",
+    )
+    columns: dict[str, list] = {k: [] for k in (*keys, "species_id", *ranks, "species")}
+    for image in data["images"]:
+        category = categories[category_of[image["id"]]]
+        for key in keys:
+            columns[key].append(image.get(key))
+        columns["species_id"].append(category["id"])
+        for rank in ranks:
+            columns[rank].append(category[rank])
+        columns["species"].append(category["name"])
+    table = pa.table(columns)
+    return table.num_rows, _checksum(table["id"].to_numpy(), columns["species"])
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _partition_task(which: str, path: str) -> dict:
+    """Load the metadata (untimed), then time one partition task."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from inat_hf.config import config_for
+    from inat_hf.manifest import build_manifest, user_codes
+    from inat_hf.metadata import load_metadata
+    from inat_hf.partition import dirichlet, user
+
+    images = load_metadata(path)
+    train = images.filter(pc.equal(images["split"], "train"))
+    if which == "flower":
+        import datasets
+        from flwr_datasets.partitioner import NaturalIdPartitioner
+
+        users = train["user"].combine_chunks().dictionary_decode()
+        dataset = datasets.Dataset(pa.table({"image_id": train["image_id"], "user": users}))
+        partitioner = NaturalIdPartitioner(partition_by="user")
+        partitioner.dataset = dataset
+    rss_before = _rss()
+    start = time.perf_counter()
+    if which == "user":
+        assignment = user(user_codes(train))
+        order = np.argsort(assignment, kind="stable")
+        sizes = np.bincount(assignment)
+        offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        clients = int(sizes.size)
+        del order, offsets
+    elif which == "manifest":
+        clients = build_manifest(images, config_for("family_user")).num_clients
+    elif which == "dirichlet":
+        labels = train["species"].combine_chunks().indices.to_numpy()
+        assignment = dirichlet(
+            labels,
+            num_partitions=min(1000, labels.size // 100),
+            alpha=0.5,
+            min_partition_size=10,
+            rng=np.random.default_rng(0),
+        )
+        clients = int(assignment.max()) + 1
+    else:  # flower: the maps its first load_partition builds
+        partitioner._create_int_partition_id_to_natural_id()
+        partitioner._create_natural_id_to_int_partition_id()
+        partitioner._create_partition_id_to_indices()
+        clients = partitioner.num_partitions
+    seconds = time.perf_counter() - start
+    return {"clients": clients, "seconds": seconds, "rss_before_bytes": rss_before}
+
+
+def _child(which: str, path: str) -> None:
+    start = time.perf_counter()
+    if which in ("ours", "baseline"):
+        rows, checksum = (_load_ours if which == "ours" else _load_baseline)(path)
+        result = {"rows": rows, "checksum": checksum, "seconds": time.perf_counter() - start}
+    else:
+        result = _partition_task(which, path)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"task": which, "peak_rss_bytes": peak, **result}))
+
+
+def _run_child(which: str, path: Path) -> dict:
+    """Run one task in a fresh interpreter; return its JSON result."""
+    out = subprocess.run(
+        [sys.executable, __file__, "_child", which, str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    if out.returncode:
+        raise SystemExit(f"bench task {which!r} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _ensure_replica(data: Path, scale: str) -> Path:
+    train = data / "train.json"
+    if not train.exists():
+        from inat_hf.sample import write_sample
+
+        print(f"writing the {scale!r} replica's metadata to {data} ...", file=sys.stderr)
+        write_sample(str(data), scale=scale, metadata_only=True, progress=True)
+    return train
+
+
+def bench_metadata(args: argparse.Namespace) -> dict:
+    train = _ensure_replica(Path(args.data), args.scale)
+    size = train.stat().st_size
+    ours = _run_child("ours", train)
+    baseline = _run_child("baseline", train)
+    if (ours["rows"], ours["checksum"]) != (baseline["rows"], baseline["checksum"]):
+        raise SystemExit(f"the loaders disagree: ours {ours}, baseline {baseline}")
+    result = {
+        "bench": "metadata",
+        "file": str(train),
+        "file_bytes": size,
+        "rows": ours["rows"],
+        "ours": ours,
+        "baseline": baseline,
+        "speedup": baseline["seconds"] / ours["seconds"],
+        "ours_peak_rss_over_file": ours["peak_rss_bytes"] / size,
+        "baseline_peak_rss_over_file": baseline["peak_rss_bytes"] / size,
+    }
+    gib = 2**30
+    print(f"train.json: {size / gib:.2f} GiB, {ours['rows']:,} images (same rows and species in both)")
+    print(f"{'loader':<34}{'seconds':>10}{'peak RSS GiB':>14}{'RSS / file':>12}")
+    for name, run in (("inat_hf load_metadata", ours), ("json.load + loops (TFDS)", baseline)):
+        rss = run["peak_rss_bytes"]
+        print(f"{name:<34}{run['seconds']:>10.1f}{rss / gib:>14.2f}{rss / size:>12.2f}")
+    print(f"speedup: {result['speedup']:.1f}x")
+    print(json.dumps(result))
+    return result
+
+
+def bench_partition(args: argparse.Namespace) -> dict:
+    _ensure_replica(Path(args.data), args.scale)
+    runs = {name: _run_child(name, Path(args.data)) for name in ("user", "manifest", "dirichlet", "flower")}
+    if runs["user"]["clients"] != runs["flower"]["clients"] or runs["manifest"]["clients"] != runs["user"]["clients"]:
+        raise SystemExit(f"client counts disagree: {runs}")
+    flower = runs["flower"]["seconds"]
+    result = {
+        "bench": "partition",
+        "data": str(args.data),
+        "clients": runs["user"]["clients"],
+        "runs": runs,
+        "user_speedup_vs_flower": flower / runs["user"]["seconds"],
+        "manifest_speedup_vs_flower": flower / runs["manifest"]["seconds"],
+    }
+    gib = 2**30
+    print(f"{runs['user']['clients']:,} clients (user scheme); each task timed after the metadata is loaded")
+    print(f"{'task':<48}{'seconds':>9}{'vs Flower':>11}{'peak RSS GiB':>14}")
+    labels = {
+        "user": "ours: user assignment + client index",
+        "manifest": "ours: whole family_user manifest build",
+        "dirichlet": "ours: Dirichlet, min(1000, N/100) clients, species",
+        "flower": "flwr-datasets NaturalIdPartitioner map",
+    }
+    for name, run in runs.items():
+        ratio = flower / run["seconds"]
+        print(f"{labels[name]:<48}{run['seconds']:>9.2f}{ratio:>10.1f}x{run['peak_rss_bytes'] / gib:>14.2f}")
+    print(json.dumps(result))
+    return result
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "_child":
+        _child(sys.argv[2], sys.argv[3])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="bench", required=True)
+    meta = sub.add_parser("metadata", help="our metadata loader vs json.load + loops")
+    meta.add_argument("--data", default=str(ROOT / "bench_out" / "full"), help="replica folder (written if missing)")
+    meta.add_argument("--scale", default="full")
+    meta.set_defaults(func=bench_metadata)
+    part = sub.add_parser("partition", help="our user partition and manifest vs Flower's NaturalIdPartitioner")
+    part.add_argument("--data", default=str(ROOT / "bench_out" / "full"), help="replica folder (written if missing)")
+    part.add_argument("--scale", default="full")
+    part.set_defaults(func=bench_partition)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""The manifest: partition + sort + client index + dropped rows, its determinism and its cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+import inat_hf.manifest as manifest_module
+from inat_hf import load_metadata
+from inat_hf.config import config_for
+from inat_hf.manifest import (
+    build_manifest,
+    load_or_build_manifest,
+    read_client_rows,
+    read_manifest,
+    row_group_bounds,
+    write_manifest,
+)
+
+CONFIGS = [
+    ("family_user", {}),
+    ("species_user", {"min_client_size": 20}),
+    ("order_geo300", {}),
+    ("class_dirichlet", {"num_partitions": 12, "alpha": 0.3, "min_partition_size": 20}),
+    ("phylum_iid", {"num_partitions": 16, "test_fraction": 0.2}),
+    ("genus_user", {"group_size": 5, "max_clients": 20, "holdout_client_fraction": 0.25}),
+    ("kingdom_user", {"client_fraction": 0.5, "test_fraction": 0.3}),
+]
+
+
+@pytest.fixture(scope="module")
+def images(small_metadata):
+    return load_metadata(small_metadata.url)
+
+
+def _split(table: pa.Table, name: str) -> pa.Table:
+    return table.filter(pc.equal(table["split"], name))
+
+
+@pytest.mark.parametrize(("name", "overrides"), CONFIGS)
+def test_every_row_accounted_once_and_clients_contiguous(images, small_metadata, name, overrides):
+    config = config_for(name, **overrides)
+    manifest = build_manifest(images, config)
+    table = manifest.table
+    counts = small_metadata.counts
+    train_rows = _split(table, "train").num_rows + _split(table, "test").num_rows
+    dropped = manifest.dropped["split"].to_pylist()
+    assert train_rows + dropped.count("train") == counts.train_images
+    assert _split(table, "validation").num_rows + dropped.count("validation") == counts.val_images
+    # No image in two splits, no image twice.
+    ids = table["image_id"].to_numpy()
+    assert np.unique(ids).size == ids.size
+    assert not set(ids.tolist()) & set(manifest.dropped["image_id"].to_pylist())
+    # Sorted by split, then client; each client's rows contiguous and matching the index.
+    clients = manifest.clients.to_pylist()
+    for row in clients:
+        for split in ("train", "test"):
+            rows = table.slice(row[f"{split}_offset"], row[f"{split}_length"])
+            assert set(rows["client_id"].to_pylist()) <= {row["client_id"]}
+            assert set(rows["split"].to_pylist()) <= {split}
+    assert sum(r["train_length"] + r["test_length"] for r in clients) == train_rows
+    train = _split(table, "train")["client_id"].to_numpy()
+    assert np.all(np.diff(train) >= 0)
+    assert np.all(_split(table, "validation")["client_id"].to_numpy() == -1)
+    # Labels index the config's rank vocabulary.
+    names = np.asarray(manifest.label_names, dtype=object)
+    assert names[table["label"].to_numpy()].tolist() == table[config.rank].to_pylist()
+
+
+def test_user_scheme_is_one_client_per_user(images, small_metadata):
+    manifest = build_manifest(images, config_for("family_user"))
+    assert manifest.num_clients == small_metadata.counts.users
+    for row in manifest.clients.to_pylist()[::17]:
+        assert len(set(manifest.client_rows(row["client_id"])["user"].to_pylist())) == 1
+
+
+def test_holdout_and_filters(images):
+    manifest = build_manifest(images, config_for("family_user", test_fraction=0.25, min_client_size=10))
+    sizes = manifest.clients["train_length"].to_numpy() + manifest.clients["test_length"].to_numpy()
+    assert sizes.min() >= 10
+    assert np.array_equal(manifest.clients["test_length"].to_numpy(), np.round(sizes * 0.25).astype(int))
+    reasons = set(manifest.dropped["reason"].to_pylist())
+    assert reasons == {"client_too_small"}
+    held = build_manifest(images, config_for("family_user", holdout_client_fraction=0.2))
+    heldout = held.clients.filter(held.clients["heldout"])
+    assert heldout.num_rows == round(held.num_clients * 0.2)
+    assert pc.sum(heldout["train_length"]).as_py() == 0
+
+
+@pytest.mark.parametrize(("name", "overrides"), CONFIGS[:5])
+def test_same_inputs_byte_identical_and_row_order_moot(images, tmp_path, name, overrides):
+    config = config_for(name, **overrides)
+    first = build_manifest(images, config)
+    shuffled = images.take(pa.array(np.random.default_rng(5).permutation(images.num_rows)))
+    second = build_manifest(shuffled, config)
+    assert first.table.equals(second.table) and first.clients.equals(second.clients)
+    write_manifest(first, tmp_path / "a")
+    write_manifest(second, tmp_path / "b")
+    for file in ("manifest.parquet", "clients.parquet", "dropped.parquet", "info.json"):
+        assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes(), file
+    other_seed = build_manifest(images, config_for(name, **{**overrides, "seed": 1}))
+    if "dirichlet" in name or "iid" in name:
+        assert not first.table["image_id"].equals(other_seed.table["image_id"])
+
+
+def test_parquet_row_groups_are_client_aligned(images, tmp_path, monkeypatch):
+    manifest = build_manifest(images, config_for("family_user", test_fraction=0.2))
+    monkeypatch.setattr(manifest_module, "ROW_GROUP_ROWS", 300)
+    bounds = row_group_bounds(manifest.table, 300)
+    assert len(bounds) > 5
+    write_manifest(manifest, tmp_path)
+    parquet = pq.ParquetFile(tmp_path / "manifest.parquet")
+    assert parquet.metadata.num_row_groups == len(bounds)
+    seen: dict[tuple[str, int], int] = {}
+    for index in range(parquet.metadata.num_row_groups):
+        group = parquet.read_row_group(index, columns=["split", "client_id"])
+        for key in set(zip(group["split"].to_pylist(), group["client_id"].to_pylist(), strict=True)):
+            assert key not in seen, f"{key} straddles row groups {seen.get(key)} and {index}"
+            seen[key] = index
+    for client in (0, 7, manifest.num_clients - 1):
+        rows = read_client_rows(parquet, client, "train")
+        assert rows["image_id"].to_pylist() == manifest.client_rows(client)["image_id"].to_pylist()
+        assert manifest_module.client_row_groups(parquet.metadata, client, "train") == [seen[("train", client)]]
+
+
+def test_cache_reads_back_without_reloading(small_metadata, tmp_path, monkeypatch):
+    config = config_for("order_user", test_fraction=0.1)
+    built = load_or_build_manifest(small_metadata.url, config, cache_dir=tmp_path)
+    folders = list((tmp_path / "manifests").iterdir())
+    assert [f.name for f in folders] == [f"order_user-{built.fingerprint}"]
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the cached manifest should have been used")
+
+    monkeypatch.setattr(manifest_module, "load_metadata", fail)
+    again = load_or_build_manifest(small_metadata.url, config, cache_dir=tmp_path)
+    assert again.table.equals(built.table) and again.fingerprint == built.fingerprint
+    assert read_manifest(folders[0]).label_names == built.label_names
+    other = manifest_module.manifest_fingerprint(small_metadata.url, config_for("order_user", seed=3))
+    assert other != built.fingerprint
+
+
+def test_matches_flower_natural_id_partitioner(images):
+    datasets = pytest.importorskip("datasets")
+    from flwr_datasets.partitioner import NaturalIdPartitioner
+
+    train = _split(images, "train")
+    dataset = datasets.Dataset.from_dict(
+        {"image_id": train["image_id"].to_pylist(), "user": train["user"].combine_chunks().dictionary_decode()}
+    )
+    partitioner = NaturalIdPartitioner(partition_by="user")
+    partitioner.dataset = dataset
+    flower = {frozenset(partitioner.load_partition(i)["image_id"]) for i in range(partitioner.num_partitions)}
+    manifest = build_manifest(images, config_for("family_user"))
+    ours = {frozenset(manifest.client_rows(c)["image_id"].to_pylist()) for c in range(manifest.num_clients)}
+    assert ours == flower
