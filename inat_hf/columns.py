@@ -136,18 +136,42 @@ def records_to_columns(
 
 def _column(records: list[dict], first: int, spec: Field, problems: RowProblems, on_invalid: str) -> pa.Array:
     values = [rec.get(spec.key) for rec in records]
-    if spec.required and None in values:
-        missing = np.flatnonzero(np.fromiter((v is None for v in values), dtype=bool, count=len(values)))
-        problems.add(
-            missing + first,
-            f"missing_{spec.key}",
-            f"{problems.name}[{first + int(missing[0])}] has no {spec.key!r} (or it is null); it is required",
-            on_invalid,
-        )
     try:
         array = pa.array(values, type=spec.type)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
         array = _sanitise(values, first, spec, problems, on_invalid)
+    return validate_column(array, first, spec, problems, on_invalid)
+
+
+def table_to_columns(
+    table: pa.Table, first: int, fields: Sequence[Field], problems: RowProblems, on_invalid: str
+) -> dict[str, pa.Array]:
+    """Like :func:`records_to_columns`, for a slice already parsed by Arrow with the fields' types.
+
+    A missing key is null in ``table``; a missing column means no record had the key.
+    """
+    columns = {}
+    for spec in fields:
+        if spec.key in table.column_names:
+            array = table[spec.key].combine_chunks()
+        else:
+            array = pa.nulls(table.num_rows, type=spec.type)
+        columns[spec.key] = validate_column(array, first, spec, problems, on_invalid)
+    return columns
+
+
+def validate_column(array: pa.Array, first: int, spec: Field, problems: RowProblems, on_invalid: str) -> pa.Array:
+    """Flag missing required values and values out of range; null out NaN (counted)."""
+    if spec.required and array.null_count:
+        missing = np.flatnonzero(array.is_null().to_numpy(zero_copy_only=False))
+        missing = np.setdiff1d(missing, np.fromiter(problems.reasons, dtype=np.int64) - first)
+        if missing.size:
+            problems.add(
+                missing + first,
+                f"missing_{spec.key}",
+                f"{problems.name}[{first + int(missing[0])}] has no {spec.key!r} (or it is null); it is required",
+                on_invalid,
+            )
     if spec.low is not None or spec.high is not None:
         array = _check_range(array, first, spec, problems, on_invalid)
     if pa.types.is_floating(spec.type):

@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from inat_hf import storage
-from inat_hf.columns import Field, RowProblems, records_to_columns
+from inat_hf.columns import Field, RowProblems, records_to_columns, table_to_columns
 from inat_hf.errors import MetadataError
 from inat_hf.image_table import IMAGE_COLUMNS, images_table
 from inat_hf.official_json import parse_document
@@ -60,6 +60,10 @@ ANNOTATION_FIELDS: tuple[Field, ...] = (
     Field("image_id", pa.int64(), required=True),
     Field("category_id", pa.int64(), required=True),
 )
+_SCHEMAS = {
+    "images": pa.schema([(f.key, f.type) for f in IMAGE_FIELDS]),
+    "annotations": pa.schema([(f.key, f.type) for f in ANNOTATION_FIELDS]),
+}
 _JSON_SUFFIXES = (".json.tar.gz", ".tar.gz", ".tgz", ".json.gz", ".json")
 OFFICIAL_SPLITS = ("train", "val", "train_mini", "public_test")
 ON_INVALID = ("error", "skip")
@@ -132,15 +136,15 @@ def read_official_json(
             annotation_problems=RowProblems("annotations", source),
         )
         return {
-            "images": lambda recs, first: state["images"].append(
-                records_to_columns(recs, first, IMAGE_FIELDS, state["image_problems"], on_invalid)
+            "images": lambda part, first: state["images"].append(
+                _to_columns(part, first, IMAGE_FIELDS, state["image_problems"], on_invalid)
             ),
-            "annotations": lambda recs, first: state["annotations"].append(
-                records_to_columns(recs, first, ANNOTATION_FIELDS, state["annotation_problems"], on_invalid)
+            "annotations": lambda part, first: state["annotations"].append(
+                _to_columns(part, first, ANNOTATION_FIELDS, state["annotation_problems"], on_invalid)
             ),
         }
 
-    doc = parse_document(data, make_sinks, source)
+    doc = parse_document(data, make_sinks, source, schemas=_SCHEMAS)
     images, annotations = state["images"], state["annotations"]
     image_problems, annotation_problems = state["image_problems"], state["annotation_problems"]
     del data
@@ -170,14 +174,29 @@ def read_official_json(
     return table, report
 
 
-def _concat(chunks: list[dict[str, pa.Array]], fields: Sequence[Field]) -> dict[str, pa.Array]:
-    return {
-        f.key: pa.concat_arrays([c[f.key] for c in chunks]) if chunks else pa.array([], type=f.type) for f in fields
-    }
+def _to_columns(
+    part: list[Any] | pa.Table, first: int, fields: Sequence[Field], problems: RowProblems, on_invalid: str
+) -> dict[str, pa.Array]:
+    if isinstance(part, pa.Table):
+        return table_to_columns(part, first, fields, problems, on_invalid)
+    return records_to_columns(part, first, fields, problems, on_invalid)
+
+
+def _concat(chunks: list[dict[str, pa.Array]], fields: Sequence[Field]) -> dict[str, pa.ChunkedArray]:
+    """One chunked array per field (no copy of the slices)."""
+    return {f.key: pa.chunked_array([c[f.key] for c in chunks], type=f.type) for f in fields}
+
+
+def _is_dense(ids: np.ndarray) -> bool:
+    """Whether non-negative ids are compact enough for a direct lookup table (the official ids are)."""
+    return bool(ids.size) and int(ids.min()) >= 0 and int(ids.max()) < 4 * ids.size + 1024
 
 
 def _duplicates(values: np.ndarray) -> np.ndarray:
     """Positions of every value that occurs more than once."""
+    if _is_dense(values):
+        counts = np.bincount(values)
+        return np.flatnonzero(counts[values] > 1)
     order = np.argsort(values, kind="stable")
     ordered = values[order]
     same = ordered[1:] == ordered[:-1]
@@ -185,6 +204,24 @@ def _duplicates(values: np.ndarray) -> np.ndarray:
     dup[1:] |= same
     dup[:-1] |= same
     return np.sort(order[dup])
+
+
+def _rows_of(ids: np.ndarray, rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """The row of each query id among (``ids``, ``rows``) pairs; ``-1`` where the id is unknown."""
+    out = np.full(queries.shape, -1, dtype=np.int64)
+    if ids.size == 0:
+        return out
+    if _is_dense(ids):
+        table = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
+        table[ids] = rows
+        inside = (queries >= 0) & (queries < table.size)
+        out[inside] = table[queries[inside]]
+        return out
+    order = np.argsort(ids, kind="stable")
+    pos = np.minimum(np.searchsorted(ids[order], queries), ids.size - 1)
+    found = ids[order][pos] == queries
+    out[found] = rows[order][pos[found]]
+    return out
 
 
 def _join(
@@ -219,9 +256,10 @@ def _join(
         "category_id"
     ].is_valid().to_numpy(zero_copy_only=False)
     ann_valid &= annotation_problems.mask(len(ann_image))
-    order = np.argsort(image_ids, kind="stable")
-    pos = np.minimum(np.searchsorted(image_ids[order], ann_image), len(order) - 1) if len(order) else None
-    found = ann_valid & (image_ids[order][pos] == ann_image) if pos is not None else np.zeros_like(ann_valid)
+    row_of_annotation = _rows_of(
+        image_ids[valid_image], np.flatnonzero(valid_image), np.where(ann_valid, ann_image, -1)
+    )
+    found = ann_valid & (row_of_annotation >= 0)
     unknown = np.flatnonzero(ann_valid & ~found)
     if unknown.size:
         if on_invalid == "error":
@@ -233,7 +271,7 @@ def _join(
         report.annotations_skipped["unknown_image"] = int(unknown.size)
     report.annotations_skipped.update(annotation_problems.counts())
     ann_rows = np.flatnonzero(found)
-    image_rows = order[pos[ann_rows]] if pos is not None else ann_rows
+    image_rows = row_of_annotation[ann_rows]
     per_image = np.bincount(image_rows, minlength=len(image_ids))
     many = np.flatnonzero(per_image > 1)
     image_problems.add(

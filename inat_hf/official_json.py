@@ -16,11 +16,13 @@ and position in a :class:`~inat_hf.errors.MetadataError`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.json as pajson
 
 from inat_hf.errors import MetadataError
 
@@ -32,9 +34,11 @@ _WS = re.compile(rb"[ \t\n\r]*")
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _SCALAR = re.compile(rb"-?[0-9][0-9.eE+\-]*|true|false|null")
 _OBJECT_END = re.compile(rb"\}[ \t\n\r]*[,\]]")
+_SEPARATOR = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*\{")
 
-ChunkSink = Callable[[list[Any], int], None]
-"""Receives one parsed slice of an array and the index of its first element."""
+ChunkSink = Callable[[list[Any] | pa.Table, int], None]
+"""Receives one parsed slice of an array (a list of elements, or an Arrow table when the slice was parsed
+with the array's schema) and the index of its first element."""
 SinkFactory = Callable[[], dict[str, ChunkSink]]
 """Makes fresh sinks: called again (dropping what the first ones received) if the fast path gives up."""
 
@@ -52,7 +56,9 @@ class OfficialDocument:
     """Number of elements streamed to each sink, by key."""
 
 
-def parse_document(data: bytes, make_sinks: SinkFactory, source: str) -> OfficialDocument:
+def parse_document(
+    data: bytes, make_sinks: SinkFactory, source: str, schemas: Mapping[str, pa.Schema] | None = None
+) -> OfficialDocument:
     """Parse an official JSON document, streaming the arrays named in ``sinks`` slice by slice.
 
     Parameters
@@ -66,6 +72,11 @@ def parse_document(data: bytes, make_sinks: SinkFactory, source: str) -> Officia
         file is parsed once more into the new sinks, so the caller must start afresh with each call.
     source : str
         The file's redacted URL, for error messages.
+    schemas : dict of str to pyarrow.Schema, optional
+        For arrays of flat objects: the fields and types to read. A slice is then first parsed by Arrow's
+        multithreaded JSON reader (objects one per line, keys outside the schema ignored) and handed to
+        the sink as a table; a slice Arrow refuses (a type mismatch, an odd layout, a cut inside a string)
+        is parsed by orjson and handed over as a list, so that the sink can say exactly what is wrong.
 
     Returns
     -------
@@ -79,7 +90,7 @@ def parse_document(data: bytes, make_sinks: SinkFactory, source: str) -> Officia
         The file is not valid JSON (truncated, garbage) or its top level is not an object.
     """
     try:
-        return _parse_fast(data, make_sinks())
+        return _parse_fast(data, make_sinks(), schemas or {})
     except _FastPathFailed:
         pass
     return _parse_whole(data, make_sinks(), source)
@@ -117,7 +128,7 @@ def _skip_ws(data: bytes, pos: int) -> int:
     return match.end() if match else pos
 
 
-def _parse_fast(data: bytes, sinks: dict[str, ChunkSink]) -> OfficialDocument:
+def _parse_fast(data: bytes, sinks: dict[str, ChunkSink], schemas: Mapping[str, pa.Schema]) -> OfficialDocument:
     doc = OfficialDocument()
     pos = _skip_ws(data, 0)
     if data[pos : pos + 1] != b"{":
@@ -136,7 +147,7 @@ def _parse_fast(data: bytes, sinks: dict[str, ChunkSink]) -> OfficialDocument:
         pos = _skip_ws(data, pos + 1)
         if key in sinks and data[pos : pos + 1] == b"[":
             doc.values.pop(key, None)
-            doc.streamed[key], pos = _stream_array(data, pos, sinks[key])
+            doc.streamed[key], pos = _stream_array(data, pos, sinks[key], schemas.get(key))
         else:
             value, pos = _parse_small_value(data, pos)
             doc.streamed.pop(key, None)
@@ -188,14 +199,14 @@ def _parse_small_value(data: bytes, pos: int) -> tuple[Any, int]:
     return _loads(match.group()), match.end()
 
 
-def _stream_array(data: bytes, pos: int, sink: ChunkSink) -> tuple[int, int]:
+def _stream_array(data: bytes, pos: int, sink: ChunkSink, schema: pa.Schema | None) -> tuple[int, int]:
     """Parse the array of objects starting at ``data[pos] == '['`` in slices; return (count, end)."""
     pos = _skip_ws(data, pos + 1)
     if data[pos : pos + 1] == b"]":
         return 0, pos + 1
     count = 0
     while True:
-        elements, pos, closed = _next_slice(data, pos)
+        elements, pos, closed = _next_slice(data, pos, schema)
         sink(elements, count)
         count += len(elements)
         if closed:
@@ -203,15 +214,19 @@ def _stream_array(data: bytes, pos: int, sink: ChunkSink) -> tuple[int, int]:
         pos = _skip_ws(data, pos)
 
 
-def _next_slice(data: bytes, start: int) -> tuple[list[Any], int, bool]:
+def _next_slice(data: bytes, start: int, schema: pa.Schema | None = None) -> tuple[list[Any] | pa.Table, int, bool]:
     """Parse the elements from ``start`` up to a cut about :data:`CHUNK_BYTES` further on.
 
-    Returns the elements, the position just after the ``,`` (or the array's ``]``) that follows the last
-    one, and whether the array closed.
+    Returns the elements (a table when Arrow parsed them with ``schema``), the position just after the ``,``
+    (or the array's ``]``) that follows the last one, and whether the array closed.
     """
     match = _OBJECT_END.search(data, min(start + CHUNK_BYTES, len(data)))
     if match is None:
         match = _last_cut(data, start)
+    if schema is not None and match is not None:
+        table = _arrow_slice(data[start : match.start() + 1], schema)
+        if table is not None:
+            return table, match.end(), match.group().endswith(b"]")
     for _ in range(_MAX_CUT_TRIES):
         if match is None:
             raise _FastPathFailed
@@ -227,6 +242,22 @@ def _next_slice(data: bytes, start: int) -> tuple[list[Any], int, bool]:
             continue
         return elements, match.end(), match.group().endswith(b"]")
     raise _FastPathFailed
+
+
+def _arrow_slice(chunk: bytes, schema: pa.Schema) -> pa.Table | None:
+    """Parse ``{...}, {...}, ...`` with Arrow's JSON reader, one object per line; ``None`` if it refuses.
+
+    Putting each object on its own line can only go wrong where a ``}, {`` sits inside a string; the string
+    then holds a raw line break, which is invalid JSON, so Arrow refuses and the slice goes to orjson.
+    """
+    lines = _SEPARATOR.sub(b"}\n{", chunk)
+    options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    try:
+        return pajson.read_json(
+            pa.BufferReader(lines), parse_options=options, read_options=pajson.ReadOptions(block_size=1 << 22)
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
 
 
 def _array_closed_before(wrapped: bytes, error_pos: int) -> tuple[list[Any], int] | None:
