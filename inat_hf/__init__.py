@@ -6,6 +6,7 @@ partitions -> manifest -> examples -> the ``datasets`` builder. :mod:`inat_hf.sa
 synthetic replica of iNat 2021 that every feature is tested on.
 """
 
+from inat_hf.clients import ClientData
 from inat_hf.errors import InatError, MetadataError, StorageAuthError, StorageError, StorageNotFoundError
 from inat_hf.metadata import IMAGE_COLUMNS, load_metadata
 from inat_hf.report import MetadataReport, metadata_report
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "IMAGE_COLUMNS",
     "RANKS",
+    "ClientData",
     "InatError",
     "MetadataError",
     "MetadataReport",

@@ -33,6 +33,41 @@ def _storage_options(pairs: Sequence[str]) -> dict[str, Any] | None:
     return options or None
 
 
+def _value_of(text: str) -> Any:
+    """``FIELD=VALUE`` values: none/null, true/false, int, float, else the string itself."""
+    lowered = text.strip().lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """Config overrides from ``--set FIELD=VALUE`` pairs."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set {pair!r}: expected FIELD=VALUE, e.g. --set min_client_size=32")
+        overrides[key.strip()] = _value_of(value)
+    return overrides
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from inat_hf.demo import run_demo
+
+    run_demo(
+        args.out, scale=args.scale, config_name=args.config, num_proc=args.num_proc, overrides=_overrides(args.set)
+    )
+    return 0
+
+
 def _cmd_sample(args: argparse.Namespace) -> int:
     from inat_hf.metadata import load_metadata
     from inat_hf.sample import write_sample
@@ -86,26 +121,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     from inat_hf.stats import compute_stats, format_stats
     from inat_hf.users import user_table, write_user_table
 
-    def value_of(text: str) -> Any:
-        """``FIELD=VALUE`` values: none/null, true/false, int, float, else the string itself."""
-        lowered = text.strip().lower()
-        if lowered in ("none", "null"):
-            return None
-        if lowered in ("true", "false"):
-            return lowered == "true"
-        for kind in (int, float):
-            try:
-                return kind(text)
-            except ValueError:
-                pass
-        return text
-
-    overrides: dict[str, Any] = {}
-    for pair in args.set:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"--set {pair!r}: expected FIELD=VALUE, e.g. --set min_client_size=32")
-        overrides[key.strip()] = value_of(value)
+    overrides = _overrides(args.set)
     config = config_for(args.config, **overrides)
     options = _storage_options(args.option)
     out = Path(args.out)
@@ -126,10 +142,95 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_card(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from inat_hf.card import CARD_CONFIGS, card_from_data
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    text = card_from_data(
+        args.data_dir,
+        args.config or list(CARD_CONFIGS),
+        out_dir=out.parent,
+        storage_options=_storage_options(args.option),
+        cache_dir=args.cache_dir,
+        replica_note=args.replica_note,
+        assets_dir=args.assets,
+    )
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out} ({len(text):,} characters) in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from inat_hf.export import export_dataset
+
+    written = export_dataset(
+        args.out,
+        args.data_dir,
+        args.config or ["family_user"],
+        overrides=_overrides(args.set),
+        storage_options=_storage_options(args.option),
+        cache_dir=args.cache_dir,
+        include_user=args.include_user,
+        with_images=args.with_images,
+        replica_note=args.replica_note,
+    )
+    for config, splits in written.items():
+        print(f"{config}: " + ", ".join(f"{split} {len(files)} file(s)" for split, files in splits.items()))
+    print(f"wrote {args.out} (README.md is the dataset card); load it with datasets.load_dataset({args.out!r}, ...)")
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from inat_hf.hub import plan_push, push
+
+    plan = plan_push(args.folder, allow_images=args.allow_images)
+    print(
+        f"{len(plan.files)} files, {plan.total_bytes / 2**20:.1f} MiB; configs: "
+        + ", ".join(f"{name} ({', '.join(splits)})" for name, splits in plan.configs.items())
+    )
+    if args.dry_run:
+        print("\n".join(plan.files))
+        return 0
+    print(push(args.folder, args.repo_id, private=not args.public, allow_images=args.allow_images))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``inat-fl``."""
     parser = argparse.ArgumentParser(prog="inat-fl", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+
+    export = sub.add_parser("export", help="write Hub-ready Parquet configs + dataset card (no images by default)")
+    export.add_argument("out", help="folder or fsspec URL to write")
+    export.add_argument("--data-dir", required=True, help="your iNat 2021 copy (or a replica)")
+    export.add_argument("--config", action="append", help="config(s) to export (default: family_user)")
+    export.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
+    export.add_argument("--with-images", action="store_true", help="also write the image bytes (private use only)")
+    export.add_argument("--include-user", action="store_true", help="also write the raw rights_holder")
+    export.add_argument("--cache-dir", help="manifest cache (default: ~/.cache/inaturalist_fl)")
+    export.add_argument("--replica-note", help="notice at the top of the card (e.g. numbers from a replica)")
+    export.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
+    export.set_defaults(func=_cmd_export)
+
+    push = sub.add_parser("push", help="upload an export folder to the Hugging Face Hub (token: HF_TOKEN)")
+    push.add_argument("repo_id", help="namespace/name of the dataset repository")
+    push.add_argument("--folder", required=True, help="the export folder")
+    push.add_argument("--public", action="store_true", help="make the repository public (default: private)")
+    push.add_argument("--allow-images", action="store_true", help="allow Parquet files with image bytes")
+    push.add_argument("--dry-run", action="store_true", help="check the folder and list what would be uploaded")
+    push.set_defaults(func=_cmd_push)
+
+    demo = sub.add_parser("demo", help="the main job: write the small replica, prepare a config, report clients")
+    demo.add_argument("--out", default="inat-fl-demo", help="folder for everything (default: ./inat-fl-demo)")
+    demo.add_argument("--scale", default="small", help="replica scale: tiny, small (default) or full")
+    demo.add_argument("--config", default="family_user", help="builder config {rank}_{scheme}")
+    demo.add_argument("--num-proc", type=int, default=2)
+    demo.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
+    demo.set_defaults(func=_cmd_demo)
 
     sample = sub.add_parser("sample", help="write the synthetic iNat 2021 replica to a folder or fsspec URL")
     sample.add_argument("out", help="folder or fsspec URL (az://container/prefix, memory://x, ...)")
@@ -158,6 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
     stats.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
     stats.set_defaults(func=_cmd_stats)
+    card = sub.add_parser("card", help="regenerate the dataset card (README.md for the Hub) and its figure")
+    card.add_argument("--data-dir", required=True, help="data folder or fsspec URL (train.json/val.json or CSV)")
+    card.add_argument("--config", action="append", help="config(s) of the card (default: those of the committed card)")
+    card.add_argument("--out", default="dataset_card.md", help="card file (default: dataset_card.md)")
+    card.add_argument("--assets", default=None, help="folder of the figure (default: assets/ next to --out)")
+    card.add_argument("--replica-note", default=None, help="say that the numbers come from the synthetic replica")
+    card.add_argument("--cache-dir", default=None, help="manifest cache (default: $INAT_FL_CACHE or ~/.cache)")
+    card.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
+    card.set_defaults(func=_cmd_card)
     return parser
 
 

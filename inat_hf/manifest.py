@@ -276,7 +276,10 @@ def row_group_bounds(table: pa.Table, target: int = ROW_GROUP_ROWS) -> list[tupl
     if table.num_rows == 0:
         return []
     client = table["client_id"].to_numpy()
-    split = pc.index_in(table["split"], value_set=pa.array(SPLITS)).to_numpy(zero_copy_only=False)
+    if "split" in table.column_names:
+        split = pc.index_in(table["split"], value_set=pa.array(SPLITS)).to_numpy(zero_copy_only=False)
+    else:  # one split per table (an export's file)
+        split = np.zeros(table.num_rows, dtype=np.int64)
     split_change = split[1:] != split[:-1]
     starts = np.flatnonzero(np.concatenate(([True], (client[1:] != client[:-1]) | split_change)))
     split_starts = set((np.flatnonzero(split_change) + 1).tolist())
@@ -342,10 +345,13 @@ def load_or_build_manifest(
     return read_manifest(folder)
 
 
-def client_row_groups(metadata: pq.FileMetaData, client_id: int, split: str = "train") -> list[int]:
-    """Row groups of a manifest Parquet file whose statistics can hold ``client_id``'s rows of ``split``."""
+def client_row_groups(metadata: pq.FileMetaData, client_id: int, split: str | None = "train") -> list[int]:
+    """Row groups of a Parquet file whose statistics can hold ``client_id``'s rows (of ``split``, when the
+    file has a ``split`` column and ``split`` is given)."""
     schema = metadata.schema.to_arrow_schema()
-    wanted = {"client_id": client_id, "split": split}
+    wanted: dict[str, Any] = {"client_id": client_id}
+    if split is not None and "split" in schema.names:
+        wanted["split"] = split
     columns = {name: schema.get_field_index(name) for name in wanted}
     groups = []
     for index in range(metadata.num_row_groups):

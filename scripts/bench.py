@@ -2,6 +2,8 @@
 
     python scripts/bench.py metadata  [--data DIR] [--scale full]
     python scripts/bench.py partition [--data DIR] [--scale full]
+    python scripts/bench.py fetch ...      (scripts/bench_fetch.py)
+    python scripts/bench.py clients ...    (scripts/bench_clients.py)
 
 ``metadata``: time and peak RSS of ``inat_hf.metadata.load_metadata`` on the replica's ``train.json``
 against the TFDS approach (``json.load`` plus Python loops building the same table). Each loader runs in
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import os
 import resource
@@ -31,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+PLUGINS = ("bench_fetch", "bench_clients")
 
 
 def _checksum(image_ids: np.ndarray, species: list[str]) -> str:
@@ -245,6 +249,8 @@ def main() -> None:
     part.add_argument("--data", default=str(ROOT / "bench_out" / "full"), help="replica folder (written if missing)")
     part.add_argument("--scale", default="full")
     part.set_defaults(func=bench_partition)
+    for module in PLUGINS:  # more benchmarks, each in its own module beside this one: add_parser(sub)
+        importlib.import_module(module).add_parser(sub)
     args = parser.parse_args()
     args.func(args)
 

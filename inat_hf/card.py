@@ -1,0 +1,533 @@
+"""The dataset card: the Hub ``README.md`` of an export, rendered from the statistics of the data.
+
+:func:`render_card` turns per-config statistics (:class:`ConfigCard`) and counts of the metadata into the
+card: YAML front matter that the Hub and ``datasets`` read (licence, task, tags, size category, and one
+``configs:`` entry per config whose ``data_files`` point at ``data/{config}/{split}-*.parquet``), then a body
+in which every number comes from those statistics, none is typed by hand. :func:`card_from_data` computes
+everything from a data folder (metadata, one manifest per config, the client-size figure) and renders the
+card; the export and ``inat-fl card`` both call it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import posixpath
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from huggingface_hub import DatasetCardData
+
+from inat_hf import manifest as manifests
+from inat_hf import storage
+from inat_hf.config import DEFAULT_CONFIG_NAME, INatFLConfig, config_for
+from inat_hf.manifest import SPLITS, Manifest
+from inat_hf.metadata import load_metadata
+from inat_hf.partition import get_partitioner
+from inat_hf.plots import plot_client_sizes
+from inat_hf.stats import PartitionStats, compute_stats
+from inat_hf.summary import summarize
+from inat_hf.taxonomy import RANKS
+
+PRETTY_NAME = "iNaturalist 2021, federated (clients by photographer, labels at any rank)"
+LICENSE_NAME = "inat2021-terms"
+LICENSE_LINK = "https://github.com/visipedia/inat_comp/tree/master/2021"
+TAGS = ("federated-learning", "inaturalist", "non-iid", "biodiversity", "fine-grained", "taxonomy", "species")
+REPLICA_NOTICE_TITLE = "Numbers from the synthetic replica"
+TOP_CLIENT_FRACTION = 0.01
+"""The "largest clients" of the limitations section: this fraction of the photographers."""
+TINY_CLIENT_SIZE = 5
+"""Photographers with at most this many train images count as tiny clients."""
+GRID_DEGREES = 10
+TOP_CELLS = 5
+"""Geographic concentration: share of located train images in the busiest ``TOP_CELLS`` grid cells."""
+CITATION = """\
+@inproceedings{van2021benchmarking,
+  title     = {Benchmarking Representation Learning for Natural World Image Collections},
+  author    = {Van Horn, Grant and Cole, Elijah and Beery, Sara and Wilber, Kimberly and Belongie, Serge and
+               Mac Aodha, Oisin},
+  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2021}
+}
+
+@inproceedings{hsu2020federated,
+  title     = {Federated Visual Classification with Real-World Data Distribution},
+  author    = {Hsu, Tzu-Ming Harry and Qi, Hang and Brown, Matthew},
+  booktitle = {Proceedings of the European Conference on Computer Vision (ECCV)},
+  year      = {2020}
+}"""
+CARD_CONFIGS = ("family_user", "species_user", "class_geo1k", "order_dirichlet", "phylum_iid")
+"""The configs of the committed card and of ``inat-fl card`` without ``--config``."""
+_YAML_ORDER = ("pretty_name", "license", "license_name", "license_link", "task_categories", "task_ids")
+_SIZE_BUCKETS = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B")
+
+
+@dataclass(frozen=True)
+class ConfigCard:
+    """What the card says about one config.
+
+    Attributes
+    ----------
+    config : INatFLConfig
+    stats : PartitionStats
+        :func:`inat_hf.stats.compute_stats` of the config's manifest.
+    num_classes : int
+        Names of the ``label`` ClassLabel (the rank's vocabulary).
+    splits : dict of str to int
+        Examples per split present in the export (splits without examples are left out).
+    data_files : dict of str to str
+        Split -> glob of its Parquet shards, relative to the export's root.
+    """
+
+    config: INatFLConfig
+    stats: PartitionStats
+    num_classes: int
+    splits: Mapping[str, int]
+    data_files: Mapping[str, str]
+
+    @classmethod
+    def from_stats(
+        cls, config: INatFLConfig, stats: PartitionStats, data_files: Mapping[str, str] | None = None
+    ) -> ConfigCard:
+        """The card entry of ``config``: the splits of ``data_files`` (default: every split with examples, each
+        at ``data/{name}/{split}-*.parquet``)."""
+        if data_files is None:
+            data_files = {s: f"data/{config.name}/{s}-*.parquet" for s in SPLITS if stats.examples.get(s, 0)}
+        splits = {split: int(stats.examples.get(split, 0)) for split in data_files}
+        return cls(config, stats, stats.num_labels, splits, dict(data_files))
+
+    @property
+    def name(self) -> str:
+        """The config name."""
+        return self.config.name
+
+
+@dataclass(frozen=True)
+class DataBiases:
+    """Skews of the train images that a user of the data should know (see :func:`compute_biases`)."""
+
+    train_images: int
+    located: int
+    northern: int
+    top_cells: tuple[tuple[str, int], ...]
+    occupied_cells: int
+    users: int
+    top_users: int
+    top_users_images: int
+    tiny_users: int
+    tiny_users_images: int
+    kingdom_images: tuple[tuple[str, int], ...]
+    species_images_min: int
+    species_images_max: int
+
+
+def _degrees(value: int, positive: str, negative: str) -> str:
+    return f"{abs(value)}°{positive if value > 0 else negative if value < 0 else ''}"
+
+
+def _cell_name(lat_index: int, lon_index: int) -> str:
+    """``30°N–40°N, 80°W–70°W`` for the grid cell of indices (3, -8)."""
+    lat, lon = lat_index * GRID_DEGREES, lon_index * GRID_DEGREES
+    lat_span = f"{_degrees(lat, 'N', 'S')}–{_degrees(lat + GRID_DEGREES, 'N', 'S')}"
+    return f"{lat_span}, {_degrees(lon, 'E', 'W')}–{_degrees(lon + GRID_DEGREES, 'E', 'W')}"
+
+
+def _value_counts(column: pa.ChunkedArray) -> list[tuple[Any, int]]:
+    """(value, count) pairs of a column's non-null values, most frequent first (ties: first seen)."""
+    items = pc.value_counts(column.combine_chunks().drop_null()).to_pylist()
+    return sorted(((item["values"], int(item["counts"])) for item in items), key=lambda pair: -pair[1])
+
+
+def compute_biases(images: pa.Table) -> DataBiases:
+    """Geographic, per-photographer and taxonomic skews of the ``train`` rows of an images table.
+
+    Parameters
+    ----------
+    images : pyarrow.Table
+        As :func:`inat_hf.metadata.load_metadata` returns it.
+    """
+    split = images["split"].combine_chunks()
+    train = images.filter(pc.equal(split.cast(pa.string()), "train"))
+    lat, lon = (train[c].to_numpy().astype(np.float64) for c in ("latitude", "longitude"))
+    located = ~(np.isnan(lat) | np.isnan(lon))
+    cells = np.floor(np.stack([lat[located], lon[located]], axis=1) / GRID_DEGREES).astype(np.int64)
+    cells = np.minimum(cells, [90 // GRID_DEGREES - 1, 180 // GRID_DEGREES - 1])  # 90°N, 180°E: the cell below
+    keys, cell_counts = np.unique(cells, axis=0, return_counts=True)
+    top = np.argsort(-cell_counts, kind="stable")[:TOP_CELLS]
+    users = np.array([n for _, n in _value_counts(train["user"])], dtype=np.int64)
+    k = max(1, math.ceil(TOP_CLIENT_FRACTION * users.size)) if users.size else 0
+    tiny = users <= TINY_CLIENT_SIZE
+    species = [n for _, n in _value_counts(train["species_id"])]
+    return DataBiases(
+        train_images=train.num_rows,
+        located=int(located.sum()),
+        northern=int((lat[located] >= 0).sum()),
+        top_cells=tuple((_cell_name(*map(int, keys[i])), int(cell_counts[i])) for i in top),
+        occupied_cells=len(keys),
+        users=int(users.size),
+        top_users=k,
+        top_users_images=int(users[:k].sum()),
+        tiny_users=int(tiny.sum()),
+        tiny_users_images=int(users[tiny].sum()),
+        kingdom_images=tuple((str(name), n) for name, n in _value_counts(train["kingdom"])),
+        species_images_min=min(species, default=0),
+        species_images_max=max(species, default=0),
+    )
+
+
+def size_category(n: int) -> str:
+    """The Hub's ``size_categories`` bucket of ``n`` examples (``n<1K``, ``1K<n<10K``, ..., ``100M<n<1B``)."""
+    if n < 0:
+        raise ValueError(f"a number of examples is >= 0, got {n}")
+    return _SIZE_BUCKETS[min(max(0, len(str(int(n))) - 3), len(_SIZE_BUCKETS) - 1)]
+
+
+def card_data(configs: Sequence[ConfigCard], *, default_config: str, num_examples: int) -> DatasetCardData:
+    """The card's YAML metadata: licence, task, tags, size category and one ``configs:`` entry per config.
+
+    The default config is listed first with ``default: true``; ``data_files`` list ``split`` and ``path``.
+    """
+    names = [card.name for card in configs]
+    if default_config not in names:
+        raise ValueError(f"default_config {default_config!r} is not among the configs {names}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"config names repeat: {names}")
+    entries = [
+        {
+            "config_name": card.name,
+            "data_files": [{"split": split, "path": path} for split, path in card.data_files.items()],
+            **({"default": True} if card.name == default_config else {}),
+        }
+        for card in sorted(configs, key=lambda card: card.name != default_config)
+    ]
+    return DatasetCardData(
+        pretty_name=PRETTY_NAME,
+        license="other",
+        license_name=LICENSE_NAME,
+        license_link=LICENSE_LINK,
+        task_categories=["image-classification"],
+        task_ids=["multi-class-image-classification"],
+        annotations_creators=["crowdsourced"],
+        size_categories=[size_category(num_examples)],
+        tags=list(TAGS),
+        configs=entries,
+    )
+
+
+def _num(value: float, digits: int = 1) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,.{digits}f}"
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def _scheme_text(config: INatFLConfig) -> str:
+    """How a config cuts the data, from its fields."""
+    fixed = get_partitioner(config.scheme).fixed
+    if config.scheme == "user":
+        text = "one client per photographer" if config.group_size == 1 else f"{config.group_size} photographers"
+    elif "max_cell_size" in fixed:
+        text = f"adaptive geographic cells of at most {fixed['max_cell_size']:,} images (Geo-N of Hsu et al.)"
+    elif config.scheme == "dirichlet":
+        text = f"{config.num_partitions:,} clients, labels drawn from Dirichlet(α = {config.alpha:g})"
+    else:
+        text = f"{config.num_partitions:,} clients of uniformly random images"
+    if config.min_client_size > 1:
+        text += f"; clients under {config.min_client_size:,} images dropped"
+    return text
+
+
+def _configs_table(configs: Sequence[ConfigCard]) -> str:
+    header = ["config", "rank", "scheme", "clients", *SPLITS, "classes", "median client size", "label skew (TV)"]
+    rows = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
+    for card in configs:
+        s = card.stats
+        cells = [f"`{card.name}`", card.config.rank, card.config.scheme, f"{s.num_clients:,}"]
+        cells += [f"{s.examples.get(split, 0):,}" for split in SPLITS]
+        cells += [f"{card.num_classes:,}", _num(s.client_size.median), _num(s.label_skew_tv, 3)]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _loading(default: str, repo_id: str) -> str:
+    return f"""## How to load
+
+**From your own copy of iNat 2021** (images included), with the builder of this repository:
+
+```python
+from inaturalist_fl import INaturalistFL
+
+builder = INaturalistFL(config_name="{default}", data_dir="az://inaturalist/2021")  # any fsspec URL
+builder.download_and_prepare(num_proc=4)
+train = builder.as_dataset("train")  # rows grouped by client
+```
+
+**This export** (labels and partitions, no image bytes), then the images from your own copy:
+
+```python
+from datasets import load_dataset
+from inat_hf.export import attach_images
+
+train = load_dataset("{repo_id}", "{default}", split="train")  # or the export's local folder
+train = attach_images(train, "az://inaturalist/2021", storage_options=None)  # credentials from the environment
+```
+
+**One client at a time** (each client is a contiguous run of rows, so a client is a slice, not a filter):
+
+```python
+from inat_hf import ClientData
+
+clients = ClientData(train)
+for cid in clients.sample(10, seed=0):  # one round's cohort
+    local = clients.client(cid)
+```
+
+**Flower**: `inat_hf.flower` provides the Flower Datasets partitioner over these clients; Flower's own
+`NaturalIdPartitioner(partition_by="client_id")` gives the same partitions on an export.
+"""
+
+
+def _limitations(b: DataBiases) -> str:
+    cells = ", ".join(f"{name} ({_pct(n, b.located)})" for name, n in b.top_cells)
+    kingdoms = ", ".join(f"{name} {_pct(n, b.train_images)}" for name, n in b.kingdom_images)
+    top_share = _pct(sum(n for _, n in b.top_cells), b.located)
+    return f"""## Limitations and biases
+
+Computed on the {b.train_images:,} train images:
+
+- **Geography.** {_pct(b.located, b.train_images)} of the images have a location; of those, \
+{_pct(b.northern, b.located)} lie in the northern hemisphere, and the {len(b.top_cells)} busiest \
+{GRID_DEGREES}° × {GRID_DEGREES}° cells (of {b.occupied_cells:,} with any image) hold {top_share}: {cells}. \
+Models and geographic partitions inherit this.
+- **A few photographers hold much of the data.** The top {TOP_CLIENT_FRACTION:.0%} of the {b.users:,} \
+photographers ({b.top_users:,} people) took {_pct(b.top_users_images, b.train_images)} of the images.
+- **A long tail of tiny clients.** {_pct(b.tiny_users, b.users)} of the photographers took at most \
+{TINY_CLIENT_SIZE} images ({_pct(b.tiny_users_images, b.train_images)} of the images); `min_client_size` drops them.
+- **Taxonomy.** Images per kingdom: {kingdoms}; per species: between {b.species_images_min:,} and \
+{b.species_images_max:,}.
+- **Labels and people.** Labels are the iNaturalist community's identifications and can be wrong. Photographers' \
+names (`rights_holder`) are replaced by pseudonyms unless asked otherwise, yet a `*_user` client still groups \
+one person's photos, with their places and dates.
+"""
+
+
+def _taxonomy(rank_counts: Mapping[str, int], configs: Sequence[ConfigCard]) -> str:
+    used = {card.config.rank: card.num_classes for card in configs}
+    rows = [f"| {rank} | {rank_counts.get(rank, 0):,} | {_num(used.get(rank, math.nan))} |" for rank in RANKS]
+    return "\n".join(["| rank | names in train | classes of the configs above |", "|---|---:|---:|", *rows])
+
+
+def render_card(
+    configs: Sequence[ConfigCard],
+    *,
+    rank_counts: Mapping[str, int],
+    split_sizes: Mapping[str, int],
+    users: int,
+    figure: str | None,
+    replica_note: str | None,
+    default_config: str = DEFAULT_CONFIG_NAME,
+    biases: DataBiases | None = None,
+    repo_id: str = "<namespace>/inaturalist-fl",
+) -> str:
+    """The full ``README.md`` of an export: YAML front matter, then the body rendered from the numbers.
+
+    Parameters
+    ----------
+    configs : sequence of ConfigCard
+        One per exported config, in the order of the configs table.
+    rank_counts, split_sizes : mapping of str to int
+        Distinct names per rank in the source's train split; images per split of the source (``train``, ``val``).
+    users : int
+        Distinct photographers in the source's train split.
+    figure : str or None
+        Relative path of the client-size figure of ``default_config`` (None: no figure).
+    replica_note : str or None
+        If given, a notice at the top says that the numbers come from the synthetic replica, with this text.
+    default_config : str
+        Marked ``default: true``; one of ``configs``.
+    biases : DataBiases, optional
+        From :func:`compute_biases`; without it the limitations section has no numbers.
+    repo_id : str
+        Hub id shown in the loading example.
+    """
+    if not configs:
+        raise ValueError("a card needs at least one config")
+    total = max(sum(card.splits.values()) for card in configs)
+    data = card_data(configs, default_config=default_config, num_examples=total)
+    default = next(card for card in configs if card.name == default_config)
+    parts = [f"---\n{data.to_yaml(original_order=list(_YAML_ORDER))}\n---\n", f"# {PRETTY_NAME}\n"]
+    if replica_note:
+        parts.append(
+            f"> **{REPLICA_NOTICE_TITLE}.** {replica_note.strip()}\n> Regenerate this card on the real data with "
+            f"`inat-fl card --data-dir <your iNat 2021 copy> {' '.join(f'--config {c.name}' for c in configs)}`.\n"
+        )
+    images = ", ".join(f"{n:,} {split}" for split, n in split_sizes.items())
+    parts.append(
+        f"iNaturalist 2021 ({images} images of {rank_counts.get('species', 0):,} species taken by {users:,} "
+        "photographers) cut into federated clients: by photographer (the natural, non-IID split of Hsu, Qi and "
+        "Brown), by place, by Dirichlet label skew or at random, and labelled at any taxonomic rank. Each row is "
+        "one image: its labels, its client and its file name. **No image bytes are included** (the iNat terms "
+        "forbid redistributing them): attach them from your own copy (see *How to load*).\n"
+    )
+    schemes = "\n".join(f"- `{c.name}`: {c.config.rank} labels; {_scheme_text(c.config)}." for c in configs)
+    parts.append(
+        f"## Configurations\n\n{schemes}\n\n{_configs_table(configs)}\n\n*clients* counts every client (held-out "
+        "ones included); *median client size* is over the clients' train examples; *label skew (TV)* is the "
+        "total-variation distance between a client's label distribution and the global one, averaged over "
+        "clients (0: IID, 1: disjoint). The `validation` split is the official val set, held centrally "
+        "(`client_id = -1`).\n"
+    )
+    if figure:
+        size = default.stats.client_size
+        parts.append(
+            f"![Train examples per client of {default.name}]({figure})\n\nTrain examples per client of "
+            f"`{default.name}`: median {_num(size.median)}, 90th percentile {_num(size.p90)}, largest "
+            f"{_num(size.max)}.\n"
+        )
+    parts.append(_loading(default.name, repo_id))
+    parts.append(f"## Taxonomy\n\n{_taxonomy(rank_counts, configs)}\n")
+    parts.append(_limitations(biases) if biases else "## Limitations and biases\n\nNot computed for this card.\n")
+    parts.append(
+        "## Licence and terms of use\n\nThe iNat 2021 images and metadata are for **non-commercial research and "
+        f"education only** ([terms]({LICENSE_LINK})). The images are **not redistributed** here; each keeps its "
+        "own Creative Commons licence (the `license` field) and its author (`rights_holder`). This export is "
+        "derived from the iNat 2021 metadata and falls under the same terms; the code that made it "
+        "(inaturalist-fl) is Apache-2.0.\n"
+    )
+    parts.append(f"## Citation\n\n```bibtex\n{CITATION}\n```\n")
+    return "\n".join(parts)
+
+
+def _manifest(
+    images: pa.Table, url: str, config: INatFLConfig, storage_options: Mapping[str, Any] | None, cache_dir: Path
+) -> Manifest:
+    """As :func:`inat_hf.manifest.load_or_build_manifest`, building from the images table already loaded."""
+    fingerprint = manifests.manifest_fingerprint(url, config, storage_options)
+    folder = manifests.manifest_folder(cache_dir, config, fingerprint)
+    if not (folder / "info.json").exists():
+        staging = folder.with_name(f".{folder.name}-{os.getpid()}")
+        manifests.write_manifest(manifests.build_manifest(images, config, fingerprint), staging)
+        try:
+            os.replace(staging, folder)
+        except OSError:  # another process cached the same (identical) manifest first
+            for child in staging.iterdir():
+                child.unlink()
+            staging.rmdir()
+    return manifests.read_manifest(folder)
+
+
+def _default_of(names: Sequence[str], default_config: str | None) -> str:
+    """The default config: ``default_config``, else ``family_user`` if listed, else the first; names distinct."""
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"a card needs distinct configs, at least one (e.g. 'family_user'); got {list(names)}")
+    default = default_config or (DEFAULT_CONFIG_NAME if DEFAULT_CONFIG_NAME in names else names[0])
+    if default not in names:
+        raise ValueError(f"default_config {default!r} is not among the configs {list(names)}")
+    return default
+
+
+def card_from_exports(
+    built: Sequence[tuple[INatFLConfig, Manifest, Mapping[str, str]]],
+    data_dir: str,
+    out: storage.Location | str | os.PathLike,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    replica_note: str | None = None,
+    images: pa.Table | None = None,
+    figure_dir: str = "assets",
+    default_config: str | None = None,
+) -> str:
+    """The card of exported configs; writes the client-size figure under ``out`` and returns the text.
+
+    Parameters
+    ----------
+    built : sequence of (INatFLConfig, Manifest, dict of str to str)
+        Each exported config, its manifest and its ``data_files`` (split -> glob relative to ``out``).
+    data_dir : str
+        The source metadata (as :func:`inat_hf.metadata.load_metadata`), for the counts and the biases.
+    out : storage.Location or str or path-like
+        Root of the export (local or any fsspec URL), where the card goes.
+    storage_options : mapping, optional
+        fsspec options (credentials) for ``data_dir``; they appear nowhere in the card.
+    replica_note : str, optional
+        Marks the numbers as the synthetic replica's (see :func:`render_card`).
+    images : pyarrow.Table, optional
+        The metadata of ``data_dir`` if already loaded.
+    figure_dir : str
+        Folder of the figure ``client_sizes_{default config}.png``, relative to ``out`` (the card links it so).
+    default_config : str, optional
+        Default: ``family_user`` if exported, else the first config.
+    """
+    default = _default_of([config.name for config, _, _ in built], default_config)
+    images = load_metadata(data_dir, storage_options) if images is None else images
+    summary = summarize(images)
+    train = next((s for s in summary if s.split == "train"), None)
+    if train is None:
+        raise ValueError(f"{data_dir} has no train split: a card describes the train images")
+    cards = [ConfigCard.from_stats(c, compute_stats(m, c.name), files) for c, m, files in built]
+    figure = posixpath.join(figure_dir, f"client_sizes_{default}.png")
+    with tempfile.TemporaryDirectory() as tmp:
+        plot_client_sizes(next(m for c, m, _ in built if c.name == default), f"{tmp}/f.png", config_name=default)
+        out = out if isinstance(out, storage.Location) else storage.resolve(os.fspath(out))
+        storage.write_bytes(out, figure, Path(tmp, "f.png").read_bytes())
+    return render_card(
+        cards,
+        rank_counts=train.rank_counts,
+        split_sizes={s.split: s.images for s in summary},
+        users=train.users,
+        figure=figure,
+        replica_note=replica_note,
+        default_config=default,
+        biases=compute_biases(images),
+    )
+
+
+def card_from_data(
+    data_dir: str,
+    config_names: Sequence[str | INatFLConfig],
+    *,
+    out_dir: str | os.PathLike,
+    storage_options: Mapping[str, Any] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    replica_note: str | None = None,
+    assets_dir: str | os.PathLike | None = None,
+    default_config: str | None = None,
+) -> str:
+    """Build (or load) each config's manifest, write the figure and return the card text.
+
+    Parameters as :func:`card_from_exports`, and: ``config_names``, ``{rank}_{scheme}`` names or configs with
+    fields overridden; ``out_dir``, the local folder of the card; ``cache_dir``, the manifest cache (default
+    :func:`inat_hf.manifest.default_cache_dir`); ``assets_dir``, the folder of the figure, inside ``out_dir``
+    (default ``out_dir/assets``). The splits listed are those with examples.
+    """
+    figure_dir = Path(os.path.relpath(assets_dir, out_dir)).as_posix() if assets_dir is not None else "assets"
+    if figure_dir == ".." or figure_dir.startswith("../"):
+        raise ValueError(f"the figure folder {assets_dir} must lie inside the card's folder {out_dir}")
+    configs = [config_for(c) if isinstance(c, str) else c for c in config_names]
+    _default_of([config.name for config in configs], default_config)
+    images = load_metadata(data_dir, storage_options)
+    cache = Path(cache_dir) if cache_dir is not None else manifests.default_cache_dir()
+    built = []
+    for config in configs:
+        manifest = _manifest(images, data_dir, config, storage_options, cache)
+        splits = [split for split in SPLITS if manifest.split_range(split)[1]]  # as the export writes them
+        built.append((config, manifest, {split: f"data/{config.name}/{split}-*.parquet" for split in splits}))
+    return card_from_exports(
+        built,
+        data_dir,
+        out_dir,
+        storage_options=storage_options,
+        replica_note=replica_note,
+        images=images,
+        figure_dir=figure_dir,
+        default_config=default_config,
+    )

@@ -1,0 +1,316 @@
+"""Hub-ready export: Parquet per config and split, client-aligned row groups, manifest-only by default.
+
+Current ``datasets`` no longer runs loading scripts, so what people load from the Hub is Parquet with the
+configs declared in the card's YAML. Layout of an export folder (local or any fsspec URL)::
+
+    README.md                                        the dataset card (YAML ``configs:``)
+    data/{config}/{split}-{i:05d}-of-{n:05d}.parquet  train / test / validation
+    assets/*.png                                     figures of the card
+
+**Manifest-only by default.** The iNat terms forbid redistributing the images, so the Parquet files hold
+labels, partitions and file names but no image bytes; :func:`attach_images` adds the bytes from your own
+copy, lazily and concurrently, giving the same examples the builder gives. ``with_images=True`` writes the
+bytes too, for private use.
+
+**Privacy.** No raw ``rights_holder`` is exported unless ``include_user=True``. Clients keep their integer
+``client_id`` (the builder's) and get a pseudonym ``client``: for the ``user`` scheme
+``"u" + sha256("inaturalist-fl/client/v1\\n" + user)[:16]`` of the client's first user in sorted order (so
+the pseudonym is stable across exports and configs but does not show the name); for the other schemes
+``"{scheme}-{client_id:06d}"``; ``"central"`` for the validation split.
+
+Rows are sorted by client; each file holds whole clients and every row group holds whole clients, with
+Parquet statistics, so one client is read by :func:`read_client` without scanning the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from huggingface_hub import DatasetCard
+
+from inat_hf import storage
+from inat_hf.config import INatFLConfig
+from inat_hf.examples import check_image
+from inat_hf.manifest import SPLITS, Manifest, client_row_groups, row_group_bounds
+from inat_hf.taxonomy import RANKS
+
+FILE_ROWS = 250_000
+"""About this many rows per Parquet file (whole clients)."""
+ROW_GROUP_ROWS = 8_192
+"""About this many rows per row group (whole clients), so one client reads little."""
+PSEUDONYM_PREFIX = b"inaturalist-fl/client/v1\n"
+
+
+def pseudonym(user: str) -> str:
+    """The documented client pseudonym of a user name."""
+    return "u" + hashlib.sha256(PSEUDONYM_PREFIX + user.encode("utf-8")).hexdigest()[:16]
+
+
+def export_features(
+    config: INatFLConfig, label_names: Sequence[str], *, include_user: bool, with_images: bool
+) -> datasets.Features:
+    """The features of an exported config (the builder's, minus image bytes and user unless asked)."""
+    features: dict[str, Any] = {}
+    if with_images:
+        features["image"] = datasets.Image()
+    features.update(
+        {
+            "image_id": datasets.Value("int64"),
+            "client_id": datasets.Value("int64"),
+            "client": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=list(label_names)),
+            **{rank: datasets.Value("string") for rank in RANKS},
+            "species_id": datasets.Value("int64"),
+        }
+    )
+    if include_user:
+        features["user"] = datasets.Value("string")
+    features.update(
+        {
+            "latitude": datasets.Value("float64"),
+            "longitude": datasets.Value("float64"),
+            "date": datasets.Value("timestamp[s, tz=UTC]"),
+            "width": datasets.Value("int32"),
+            "height": datasets.Value("int32"),
+            "file_name": datasets.Value("string"),
+        }
+    )
+    return datasets.Features(features)
+
+
+def _client_names(rows: pa.Table, config: INatFLConfig, split: str) -> pa.Array:
+    """The ``client`` pseudonym of each row."""
+    if split == "validation":
+        return pa.array(["central"] * rows.num_rows, type=pa.string())
+    client = rows["client_id"].to_numpy()
+    if config.scheme != "user":
+        return pa.array([f"{config.scheme}-{c:06d}" for c in client.tolist()], type=pa.string())
+    users = rows["user"].combine_chunks()
+    users = users.dictionary_decode() if pa.types.is_dictionary(users.type) else users
+    starts = np.flatnonzero(np.concatenate(([True], client[1:] != client[:-1])))
+    first_user = {}
+    for start in starts.tolist():  # one per client run, not per row
+        ids = client[start]
+        names = users.slice(start, int(np.searchsorted(client, ids, side="right")) - start)
+        first_user[int(ids)] = pseudonym(pc.min(names).as_py() or "")
+    return pa.array([first_user[c] for c in client.tolist()], type=pa.string())
+
+
+def export_table(
+    manifest: Manifest,
+    config: INatFLConfig,
+    split: str,
+    *,
+    include_user: bool = False,
+    images: storage.Location | None = None,
+) -> pa.Table:
+    """The rows of one split as the export's Arrow table (features in the schema metadata)."""
+    offset, length = manifest.split_range(split)
+    rows = manifest.table.slice(offset, length)
+    features = export_features(config, manifest.label_names, include_user=include_user, with_images=images is not None)
+    data: dict[str, Any] = {}
+    if images is not None:
+        data["image"] = _image_column(images, rows["file_name"].to_pylist())
+    for name in features:
+        if name == "image":
+            continue
+        if name == "client":
+            data[name] = _client_names(rows, config, split)
+        elif name in RANKS or name == "user":
+            column = rows[name].combine_chunks()
+            data[name] = column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
+        else:
+            data[name] = rows[name]
+    table = pa.table(data).cast(features.arrow_schema)
+    metadata = {b"huggingface": json.dumps({"info": {"features": features.to_dict()}}).encode()}
+    return table.replace_schema_metadata(metadata)
+
+
+def _image_column(images: storage.Location, names: list[str]) -> pa.Array:
+    fetched = storage.fetch_many(images, names)
+    for name, data in zip(names, fetched, strict=True):
+        reason = check_image(data)
+        if reason is not None:
+            raise ValueError(f"{images.url}/{name}: {reason}; fix or remove it before exporting with images")
+    return pa.array(
+        [{"bytes": b, "path": n} for b, n in zip(fetched, names, strict=True)], type=datasets.Image().pa_type
+    )
+
+
+def write_split(table: pa.Table, out: storage.Location, config_name: str, split: str) -> list[str]:
+    """Write one split as ``data/{config}/{split}-*.parquet`` (whole clients per file and row group)."""
+    files = [(a, b) for a, b in row_group_bounds(table, FILE_ROWS)] or [(0, 0)]
+    written = []
+    for i, (begin, end) in enumerate(files):
+        relative = f"data/{config_name}/{split}-{i:05d}-of-{len(files):05d}.parquet"
+        part = table.slice(begin, end - begin)
+        with storage.open_output(out, relative) as handle, pq.ParquetWriter(handle, table.schema) as writer:
+            for start, stop in row_group_bounds(part, ROW_GROUP_ROWS) or [(0, 0)]:
+                writer.write_table(part.slice(start, stop - start), row_group_size=max(1, stop - start))
+        written.append(relative)
+    return written
+
+
+def export_config(
+    manifest: Manifest,
+    config: INatFLConfig,
+    out: storage.Location,
+    *,
+    include_user: bool = False,
+    images: storage.Location | None = None,
+) -> dict[str, list[str]]:
+    """Export every non-empty split of one config; return the files written per split."""
+    written = {}
+    for split in SPLITS:
+        if manifest.split_range(split)[1]:
+            table = export_table(manifest, config, split, include_user=include_user, images=images)
+            written[split] = write_split(table, out, config.name, split)
+    return written
+
+
+def data_files(config_name: str, splits: Sequence[str]) -> dict[str, str]:
+    """The card's ``data_files`` globs of one exported config."""
+    return {split: f"data/{config_name}/{split}-*.parquet" for split in splits}
+
+
+# --- reading an export back ----------------------------------------------------------------------------
+
+
+def read_client(
+    url: str,
+    config_name: str,
+    client_id: int,
+    *,
+    split: str = "train",
+    storage_options: Mapping[str, Any] | None = None,
+) -> tuple[pa.Table, int]:
+    """One client's rows of an exported config, reading only the row groups that can hold it.
+
+    Returns the rows and the number of row groups read. ``url`` is the export folder (local, ``az://``,
+    ``hf://datasets/ORG/NAME``, any fsspec URL).
+    """
+    out = storage.resolve(url, storage_options)
+    prefix = f"data/{config_name}/"
+    files = [f for f in storage.list_files(out, prefix) if f.rsplit("/", 1)[-1].startswith(f"{split}-")]
+    if not files:
+        raise ValueError(f"{out.url}: no {split!r} files for config {config_name!r} under {prefix}")
+    parts, groups_read = [], 0
+    for relative in files:
+        with storage.open_binary(out, relative) as handle:
+            parquet = pq.ParquetFile(handle)
+            groups = client_row_groups(parquet.metadata, client_id, None)
+            if groups:
+                table = parquet.read_row_groups(groups)
+                groups_read += len(groups)
+                parts.append(table.filter(pc.equal(table["client_id"], client_id)))
+    if not parts:
+        raise ValueError(f"client {client_id} is not in the {split!r} split of {config_name!r}")
+    return pa.concat_tables(parts), groups_read
+
+
+# --- images from the user's own copy -------------------------------------------------------------------
+
+
+def attach_images(
+    dataset: datasets.Dataset | datasets.IterableDataset,
+    images_url: str,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    batch_size: int = 256,
+) -> datasets.Dataset | datasets.IterableDataset:
+    """Add the ``image`` column from your own copy of the images (``file_name`` relative to ``images_url``).
+
+    Lazy: an ``IterableDataset`` fetches each batch as it is iterated (``map``); a ``Dataset`` gets an
+    on-the-fly transform, so nothing is fetched before rows are read. Fetches are concurrent
+    (``storage.fetch_many``); a missing image raises :class:`~inat_hf.errors.StorageError` naming it.
+    """
+    loc = storage.resolve(images_url, storage_options)
+    image_feature = datasets.Image()
+
+    def add(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        blobs = storage.fetch_many(loc, batch["file_name"])
+        return {**batch, "image": [{"bytes": b, "path": n} for b, n in zip(blobs, batch["file_name"], strict=True)]}
+
+    if isinstance(dataset, datasets.IterableDataset):
+        features = datasets.Features({"image": image_feature, **(dataset.features or {})})
+        mapped = dataset.map(add, batched=True, batch_size=batch_size, features=features)
+        return mapped.decode(True)  # map's output is not decoded by default
+
+    def decode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        batch = add(batch)
+        batch["image"] = [image_feature.decode_example(item) for item in batch["image"]]
+        return batch
+
+    return dataset.with_transform(decode)
+
+
+def export_dataset(
+    out_url: str,
+    data_dir: str,
+    config_names: Sequence[str],
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    out_storage_options: Mapping[str, Any] | None = None,
+    cache_dir: str | None = None,
+    include_user: bool = False,
+    with_images: bool = False,
+    replica_note: str | None = None,
+) -> dict[str, dict[str, list[str]]]:
+    """Export configs of the data at ``data_dir`` to ``out_url`` with the card (``README.md``).
+
+    Returns the files written, by config and split.
+    """
+    from inat_hf.card import card_from_exports
+    from inat_hf.config import config_for
+    from inat_hf.manifest import load_or_build_manifest
+
+    out = storage.resolve(out_url, out_storage_options)
+    images = storage.resolve(data_dir, storage_options) if with_images else None
+    written, built = {}, []
+    for name in config_names:
+        config = config_for(name, **(overrides or {}))
+        manifest = load_or_build_manifest(data_dir, config, storage_options, cache_dir)
+        written[config.name] = export_config(manifest, config, out, include_user=include_user, images=images)
+        built.append((config, manifest, data_files(config.name, list(written[config.name]))))
+    card = card_from_exports(built, data_dir, out, storage_options=storage_options, replica_note=replica_note)
+    storage.write_bytes(out, "README.md", with_split_sizes(card, out, written, built).encode("utf-8"))
+    return written
+
+
+def with_split_sizes(
+    card_text: str,
+    out: storage.Location,
+    written: Mapping[str, Mapping[str, list[str]]],
+    built: Sequence[tuple[INatFLConfig, Manifest, Any]],
+) -> str:
+    """Add ``dataset_info`` (examples and bytes per split) to the card's YAML.
+
+    Besides informing the Hub viewer, it makes ``datasets``' cache key depend on the exported content:
+    ``load_dataset(folder)`` hashes the card's configs and dataset infos, not the files, so two exports in
+    folders of the same name would otherwise share one cache entry.
+    """
+    card = DatasetCard(card_text)
+    infos = []
+    for config, manifest, _ in built:
+        splits = [
+            {
+                "name": split,
+                "num_bytes": sum(storage.size(out, f) for f in files),
+                "num_examples": manifest.split_range(split)[1],
+            }
+            for split, files in written[config.name].items()
+        ]
+        infos.append(
+            {"config_name": config.name, "splits": splits, "dataset_size": sum(s["num_bytes"] for s in splits)}
+        )
+    card.data["dataset_info"] = infos
+    return card.content
