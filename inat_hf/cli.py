@@ -18,7 +18,7 @@ from inat_hf.errors import InatError
 _SECRET_OPTIONS = ("account_key", "sas_token", "connection_string", "client_secret", "credential", "password")
 
 
-def _storage_options(pairs: Sequence[str]) -> dict[str, Any] | None:
+def parse_storage_options(pairs: Sequence[str]) -> dict[str, Any] | None:
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -48,7 +48,7 @@ def _value_of(text: str) -> Any:
     return text
 
 
-def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     """Config overrides from ``--set FIELD=VALUE`` pairs."""
     overrides: dict[str, Any] = {}
     for pair in pairs:
@@ -63,7 +63,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from inat_hf.demo import run_demo
 
     run_demo(
-        args.out, scale=args.scale, config_name=args.config, num_proc=args.num_proc, overrides=_overrides(args.set)
+        args.out, scale=args.scale, config_name=args.config, num_proc=args.num_proc, overrides=parse_overrides(args.set)
     )
     return 0
 
@@ -73,7 +73,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from inat_hf.sample import write_sample
     from inat_hf.summary import format_summary
 
-    options = _storage_options(args.option)
+    options = parse_storage_options(args.option)
     start = time.perf_counter()
     counts = write_sample(
         args.out,
@@ -102,7 +102,7 @@ def _cmd_metadata(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     table = load_metadata(
-        args.url, _storage_options(args.option), splits=args.split or None, on_invalid=args.on_invalid
+        args.url, parse_storage_options(args.option), splits=args.split or None, on_invalid=args.on_invalid
     )
     print(format_summary(table))
     print(f"\nloaded {table.num_rows:,} rows in {time.perf_counter() - start:.1f} s")
@@ -121,9 +121,9 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     from inat_hf.stats import compute_stats, format_stats
     from inat_hf.users import user_table, write_user_table
 
-    overrides = _overrides(args.set)
+    overrides = parse_overrides(args.set)
     config = config_for(args.config, **overrides)
-    options = _storage_options(args.option)
+    options = parse_storage_options(args.option)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -154,7 +154,7 @@ def _cmd_card(args: argparse.Namespace) -> int:
         args.data_dir,
         args.config or list(CARD_CONFIGS),
         out_dir=out.parent,
-        storage_options=_storage_options(args.option),
+        storage_options=parse_storage_options(args.option),
         cache_dir=args.cache_dir,
         replica_note=args.replica_note,
         assets_dir=args.assets,
@@ -171,8 +171,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         args.out,
         args.data_dir,
         args.config or ["family_user"],
-        overrides=_overrides(args.set),
-        storage_options=_storage_options(args.option),
+        overrides=parse_overrides(args.set),
+        storage_options=parse_storage_options(args.option),
         cache_dir=args.cache_dir,
         include_user=args.include_user,
         with_images=args.with_images,

@@ -20,6 +20,7 @@ size and version tokens (never their URL or a credential), the config's fields a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -84,11 +85,16 @@ class Manifest:
         """(offset, length) of ``split`` in :attr:`table`."""
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
-        counts = {s: 0 for s in SPLITS}
-        values, sizes = np.unique(self.table["split"].to_numpy(zero_copy_only=False), return_counts=True)
-        counts.update(dict(zip(values.tolist(), sizes.tolist(), strict=True)))
+        counts = self._split_counts
         offset = sum(counts[s] for s in SPLITS[: SPLITS.index(split)])
         return offset, counts[split]
+
+    @functools.cached_property
+    def _split_counts(self) -> dict[str, int]:
+        counts = {s: 0 for s in SPLITS}
+        for item in pc.value_counts(self.table["split"]).to_pylist():
+            counts[item["values"]] = item["counts"]
+        return counts
 
     def client_range(self, client_id: int, split: str = "train") -> tuple[int, int]:
         """(offset, length) of one client's rows of ``split`` (``train`` or ``test``) in :attr:`table`."""

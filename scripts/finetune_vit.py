@@ -1,0 +1,332 @@
+"""Fine-tune a ViT on iNat-FL, centrally or federated (FedAvg / FedAvgM), or measure what bounds training.
+
+    # the small replica, prepared by the builder, a tiny random ViT, 5 FedAvg rounds of 10 clients
+    inat-fl sample out/small --scale small
+    python scripts/finetune_vit.py --data-dir out/small --tiny --mode fedavg --rounds 5 --out out/ft
+
+    # ViT-B/16 (in21k) on your own copy, server momentum (FedAvgM), config overrides
+    python scripts/finetune_vit.py --data-dir az://inaturalist/2021 --config family_user \\
+        --set min_client_size=32 --mode fedavg --rounds 100 --clients-per-round 10 --local-epochs 1 \\
+        --lr 1e-4 --batch-size 32 --server-momentum 0.9 --val-limit 5000 --out out/ft
+
+    # central fine-tuning (transformers Trainer) on a manifest-only Hub export plus your images
+    python scripts/finetune_vit.py --export out/export --images az://inaturalist/2021 --mode central \\
+        --epochs 1 --out out/central
+
+    # images/s of the input pipeline against the training step, tiny and ViT-B/16-sized random ViTs
+    python scripts/finetune_vit.py --data-dir out/small --bench-pipeline --out out/bench
+
+Data: ``--data-dir`` prepares the config with the builder (``--cache-dir``, ``--num-proc``); ``--export``
+loads an export with ``datasets.load_dataset(DIR, config)`` and adds the images from ``--images`` with
+``inat_hf.export.attach_images``. Credentials come from the environment (``AZURE_STORAGE_*``, read by
+adlfs); ``--option KEY=VALUE`` passes other storage options. Model: ``--model`` (a checkpoint name or
+path; default ``google/vit-base-patch16-224-in21k``) or ``--tiny`` (a small random ViT). Outputs in
+``--out``: ``metrics.json`` (settings and one row per round or epoch), ``metrics.csv`` and
+``accuracy.png``; ``bench.json`` for ``--bench-pipeline``. The logic is in :mod:`inat_hf.training`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from matplotlib.figure import Figure
+
+from inat_hf.cli import parse_overrides, parse_storage_options
+from inat_hf.clients import ClientData
+from inat_hf.training import (
+    DEFAULT_CHECKPOINT,
+    VIT_SIZES,
+    FedAvgSettings,
+    LocalSettings,
+    label_names,
+    limit,
+    make_loader,
+    make_model,
+    make_processor,
+    make_transform,
+    pick_device,
+    run_central,
+    run_fedavg,
+    seed_everything,
+    with_pipeline,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    data = parser.add_argument_group("data")
+    data.add_argument("--config", default="family_user", help="config name, {rank}_{scheme} (default family_user)")
+    data.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
+    source = data.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data-dir", help="data folder URL for the builder (official layout or processed CSV)")
+    source.add_argument("--export", help="an export folder (inat-fl export), loaded with datasets.load_dataset")
+    data.add_argument("--images", help="with --export: URL of your copy of the images")
+    data.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="storage option (no secrets)")
+    data.add_argument("--cache-dir", help="datasets cache (default: the datasets default)")
+    data.add_argument("--num-proc", type=int, default=2, help="builder worker processes (default 2)")
+    data.add_argument("--train-limit", type=int, help="central: a seeded random subset of the train rows")
+    data.add_argument("--val-limit", type=int, help="evaluate on a seeded random subset of the validation rows")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default=DEFAULT_CHECKPOINT, help=f"checkpoint name or path ({DEFAULT_CHECKPOINT})")
+    model.add_argument("--tiny", action="store_true", help="a tiny random ViT (32 px) instead of --model")
+    train = parser.add_argument_group("training")
+    train.add_argument("--mode", choices=("fedavg", "central"), default="fedavg")
+    train.add_argument("--epochs", type=int, default=1, help="central: epochs")
+    train.add_argument("--rounds", type=int, default=10, help="fedavg: rounds")
+    train.add_argument("--clients-per-round", type=int, default=10, help="fedavg: clients sampled per round")
+    train.add_argument("--local-epochs", type=int, default=1, help="fedavg: epochs on each client's rows")
+    train.add_argument("--max-local-steps", type=int, help="fedavg: at most this many steps per client")
+    train.add_argument("--max-steps", type=int, help="central: stop after this many steps")
+    train.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    train.add_argument("--lr", type=float, default=1e-4)
+    train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--eval-batch-size", type=int, default=64)
+    train.add_argument("--server-lr", type=float, default=1.0, help="fedavg: server learning rate")
+    train.add_argument("--server-momentum", type=float, default=0.0, help="fedavg: FedAvgM's beta (0 = FedAvg)")
+    train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    train.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    train.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="out/finetune", help="folder for metrics.json, metrics.csv, accuracy.png")
+    bench = parser.add_argument_group("--bench-pipeline")
+    bench.add_argument("--bench-pipeline", action="store_true", help="input pipeline vs training step, then exit")
+    bench.add_argument("--bench-batches", type=int, default=12, help="batches timed per pipeline measurement")
+    bench.add_argument("--bench-steps", type=int, default=5, help="training steps timed per model")
+    bench.add_argument("--bench-workers", default="0", help="comma-separated DataLoader worker counts to time")
+    bench.add_argument(
+        "--bench-models", default="tiny,base", help=f"comma-separated ViT sizes ({', '.join(VIT_SIZES)})"
+    )
+    return parser
+
+
+# --- data -------------------------------------------------------------------------------------------------
+
+
+def load_splits(args: argparse.Namespace) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """The train split (rows grouped by client) and the central validation split, with their images."""
+    options, overrides = parse_storage_options(args.option), parse_overrides(args.set)
+    if args.export:
+        if not args.images:
+            raise SystemExit("--export needs --images: the URL of your copy of the images")
+        if overrides:
+            raise SystemExit("--set does not apply to --export: an export holds the configs it was made with")
+        from inat_hf.export import attach_images
+
+        splits = datasets.load_dataset(args.export, args.config, cache_dir=args.cache_dir)
+        return tuple(attach_images(splits[name], args.images, options) for name in ("train", "validation"))
+    from inaturalist_fl import INaturalistFL
+
+    builder = INaturalistFL(
+        config_name=args.config,
+        data_dir=args.data_dir,
+        cache_dir=args.cache_dir,
+        storage_options=options,
+        **overrides,
+    )
+    builder.download_and_prepare(num_proc=args.num_proc)
+    return builder.as_dataset("train"), builder.as_dataset("validation")
+
+
+# --- metrics files ----------------------------------------------------------------------------------------
+
+
+def save_metrics(rows: Sequence[Mapping[str, Any]], out: Path, *, x: str, meta: Mapping[str, Any]) -> None:
+    """Write ``metrics.json`` (``meta`` and ``rows``), ``metrics.csv`` and ``accuracy.png`` under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps({**meta, "rows": list(rows)}, indent=2) + "\n")
+    with (out / "metrics.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: " ".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items()})
+    title = f"ViT on {meta['config']} ({meta['mode']}, {meta['model']})"
+    (out / "accuracy.png").write_bytes(plot_metrics(rows, x=x, title=title))
+
+
+def plot_metrics(rows: Sequence[Mapping[str, Any]], *, x: str, title: str) -> bytes:
+    """PNG bytes: validation accuracy (left), train and validation loss (right) against ``x``."""
+    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    acc_ax, loss_ax = figure.subplots(1, 2)
+    xs = [row[x] for row in rows]
+    acc_ax.plot(xs, [100 * row["val_accuracy"] for row in rows], marker="o", color="tab:green")
+    acc_ax.set(xlabel=x, ylabel="top-1 accuracy (%)", title="Accuracy on the central validation split")
+    trained = [row for row in rows if row["train_loss"] is not None]
+    loss_ax.plot(xs, [row["val_loss"] for row in rows], marker="o", label="validation")
+    loss_ax.plot([row[x] for row in trained], [row["train_loss"] for row in trained], marker="s", label="train")
+    loss_ax.set(xlabel=x, ylabel="cross-entropy", title="Loss")
+    loss_ax.legend()
+    for ax in (acc_ax, loss_ax):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    figure.suptitle(title)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+# --- the input pipeline against the model -----------------------------------------------------------------
+
+
+def _pipeline_rate(train: datasets.Dataset, size: str, batch_size: int, batches: int, workers: int) -> float:
+    """Images/s of JPEG decode + ViTImageProcessor through ``set_transform`` and a DataLoader."""
+    pipeline = with_pipeline(train, make_transform(make_processor(size=size)))
+    loader = iter(make_loader(pipeline, batch_size, seed=0, workers=workers))
+    next(loader)  # warm-up: workers start, first batch
+    start, images = time.perf_counter(), 0
+    for _, batch in zip(range(batches), loader, strict=False):
+        images += len(batch["labels"])
+    return images / (time.perf_counter() - start)
+
+
+def _step_seconds(labels: list[str], size: str, batch_size: int, steps: int) -> float:
+    """Median seconds of one AdamW training step of a random ViT of ``size`` on a random batch."""
+    device = pick_device()
+    model = make_model(labels, size=size).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    side = VIT_SIZES[size]["image_size"]
+    pixels = torch.randn(batch_size, 3, side, side, device=device)
+    target = torch.randint(0, len(labels), (batch_size,), device=device)
+    times = []
+    for _ in range(steps + 1):  # the first step is a warm-up
+        start = time.perf_counter()
+        model(pixel_values=pixels, labels=target).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return sorted(times[1:])[len(times[1:]) // 2]
+
+
+def bench_pipeline(train: datasets.Dataset, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """For each ViT size: input-pipeline images/s (per worker count) and training-step images/s."""
+    labels, rows = label_names(train), []
+    for size in args.bench_models.split(","):
+        if size not in VIT_SIZES:
+            raise SystemExit(f"--bench-models: unknown ViT size {size!r}; choose from {', '.join(VIT_SIZES)}")
+        step = _step_seconds(labels, size, args.batch_size, args.bench_steps)
+        for workers in (int(w) for w in args.bench_workers.split(",")):
+            rate = _pipeline_rate(train, size, args.batch_size, args.bench_batches, workers)
+            model_rate = args.batch_size / step
+            rows.append(
+                {
+                    "model": size,
+                    "image_size": VIT_SIZES[size]["image_size"],
+                    "batch_size": args.batch_size,
+                    "workers": workers,
+                    "pipeline_images_per_s": rate,
+                    "step_seconds": step,
+                    "model_images_per_s": model_rate,
+                    "bound": "input" if rate < model_rate else "model",
+                }
+            )
+    return rows
+
+
+def _print_bench(rows: list[dict[str, Any]]) -> None:
+    print(
+        f"{'model':6} {'px':>4} {'batch':>5} {'workers':>7} {'pipeline img/s':>15} {'step s':>8} "
+        f"{'model img/s':>12}  bound"
+    )
+    for r in rows:
+        print(
+            f"{r['model']:6} {r['image_size']:>4} {r['batch_size']:>5} {r['workers']:>7} "
+            f"{r['pipeline_images_per_s']:>15.1f} {r['step_seconds']:>8.4f} {r['model_images_per_s']:>12.1f}  "
+            f"{r['bound']}"
+        )
+
+
+# --- main -------------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    seed_everything(args.seed)
+    train, validation = load_splits(args)
+    if args.bench_pipeline:
+        rows = bench_pipeline(train, args)
+        _print_bench(rows)
+        meta = {"device": str(pick_device()), "torch_threads": torch.get_num_threads(), "config": args.config}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
+        return 0
+    checkpoint = None if args.tiny else args.model
+    transform = make_transform(make_processor(checkpoint=checkpoint))
+    model = make_model(label_names(train), checkpoint=checkpoint)
+    validation = limit(with_pipeline(validation, transform), args.val_limit, args.seed)
+    local = LocalSettings(
+        epochs=args.local_epochs if args.mode == "fedavg" else args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        workers=args.workers,
+        max_steps=args.max_local_steps if args.mode == "fedavg" else args.max_steps,
+    )
+    meta: dict[str, Any] = {
+        "mode": args.mode,
+        "config": args.config,
+        "overrides": parse_overrides(args.set),
+        "model": "tiny random ViT" if args.tiny else args.model,
+        "device": str(pick_device()),
+        "val_limit": args.val_limit,
+    }
+    if args.mode == "central":
+        meta["settings"] = {**dataclasses.asdict(local), "eval_batch_size": args.eval_batch_size, "seed": args.seed}
+        train = limit(with_pipeline(train, transform), args.train_limit, args.seed)
+        rows = run_central(
+            model,
+            train,
+            validation,
+            local,
+            work_dir=out / "trainer",
+            eval_batch_size=args.eval_batch_size,
+            seed=args.seed,
+        )
+        save_metrics(rows, out, x="epoch", meta=meta)
+    else:
+        settings = FedAvgSettings(
+            rounds=args.rounds,
+            clients_per_round=args.clients_per_round,
+            local=local,
+            server_lr=args.server_lr,
+            server_momentum=args.server_momentum,
+            eval_batch_size=args.eval_batch_size,
+            seed=args.seed,
+        )
+        meta["settings"] = dataclasses.asdict(settings)
+
+        def report(rows: list[dict[str, Any]]) -> None:
+            r = rows[-1]
+            loss = "-" if r["train_loss"] is None else f"{r['train_loss']:.4f}"
+            print(
+                f"round {r['round']}/{settings.rounds}: {r['clients']} clients, {r['examples']} examples, "
+                f"train loss {loss}, val loss {r['val_loss']:.4f}, val accuracy {r['val_accuracy']:.4f}, "
+                f"{r['seconds']:.1f} s",
+                flush=True,
+            )
+            save_metrics(rows, out, x="round", meta=meta)
+
+        rows = run_fedavg(model, ClientData(with_pipeline(train, transform)), validation, settings, on_round=report)
+    print(f"metrics: {out / 'metrics.json'}, {out / 'metrics.csv'}; plot: {out / 'accuracy.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
