@@ -383,4 +383,4 @@ def load_metadata(
         tables.append(table)
         report.files.append(file_report)
     combined = tables[0] if len(tables) == 1 else pa.concat_tables(tables).unify_dictionaries()
-    return attach_report(combined.combine_chunks(), report)
+    return attach_report(combined, report)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,33 +201,56 @@ def _parse_small_value(data: bytes, pos: int) -> tuple[Any, int]:
 
 
 def _stream_array(data: bytes, pos: int, sink: ChunkSink, schema: pa.Schema | None) -> tuple[int, int]:
-    """Parse the array of objects starting at ``data[pos] == '['`` in slices; return (count, end)."""
+    """Parse the array of objects starting at ``data[pos] == '['`` in slices; return (count, end).
+
+    With a ``schema``, the next slice is parsed by Arrow in a background thread while this one goes to
+    the sink (Arrow releases the GIL), so parsing and column work overlap.
+    """
     pos = _skip_ws(data, pos + 1)
     if data[pos : pos + 1] == b"]":
         return 0, pos + 1
     count = 0
-    while True:
-        elements, pos, closed = _next_slice(data, pos, schema)
-        sink(elements, count)
-        count += len(elements)
-        if closed:
-            return count, pos
-        pos = _skip_ws(data, pos)
+    with ThreadPoolExecutor(1, thread_name_prefix="inat-json") as pool:
+        ahead = _parse_ahead(pool, data, pos, schema)
+        while True:
+            elements, end, closed = _take(ahead, data, pos, schema)
+            following = _skip_ws(data, end)
+            ahead = None if closed else _parse_ahead(pool, data, following, schema)
+            sink(elements, count)
+            count += len(elements)
+            if closed:
+                return count, end
+            pos = following
 
 
-def _next_slice(data: bytes, start: int, schema: pa.Schema | None = None) -> tuple[list[Any] | pa.Table, int, bool]:
-    """Parse the elements from ``start`` up to a cut about :data:`CHUNK_BYTES` further on.
+def _parse_ahead(pool: ThreadPoolExecutor, data: bytes, start: int, schema: pa.Schema | None) -> Future | None:
+    """Start Arrow on the slice from ``start`` (``None`` without a schema): a future of (table, cut)."""
+    if schema is None:
+        return None
+    match = _OBJECT_END.search(data, min(start + CHUNK_BYTES, len(data))) or _last_cut(data, start)
+    if match is None:
+        return None
+    return pool.submit(lambda: (_arrow_slice(data[start : match.start() + 1], schema), match))
 
-    Returns the elements (a table when Arrow parsed them with ``schema``), the position just after the ``,``
-    (or the array's ``]``) that follows the last one, and whether the array closed.
+
+def _take(ahead: Future | None, data: bytes, start: int, schema: pa.Schema | None) -> tuple[Any, int, bool]:
+    """The slice Arrow parsed ahead, or (if it refused or there was none) the orjson path from ``start``."""
+    if ahead is not None:
+        table, match = ahead.result()
+        if table is not None:
+            return table, match.end(), match.group().endswith(b"]")
+    return _next_slice(data, start)
+
+
+def _next_slice(data: bytes, start: int) -> tuple[list[Any], int, bool]:
+    """Parse the elements from ``start`` up to a cut about :data:`CHUNK_BYTES` further on, with orjson.
+
+    Returns the elements, the position just after the ``,`` (or the array's ``]``) that follows the last
+    one, and whether the array closed.
     """
     match = _OBJECT_END.search(data, min(start + CHUNK_BYTES, len(data)))
     if match is None:
         match = _last_cut(data, start)
-    if schema is not None and match is not None:
-        table = _arrow_slice(data[start : match.start() + 1], schema)
-        if table is not None:
-            return table, match.end(), match.group().endswith(b"]")
     for _ in range(_MAX_CUT_TRIES):
         if match is None:
             raise _FastPathFailed
@@ -253,7 +277,8 @@ def _arrow_slice(chunk: bytes, schema: pa.Schema) -> pa.Table | None:
     options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     read_options = pajson.ReadOptions(block_size=1 << 22)
     # Compact files' separators first (bytes.replace is far faster than a regex), then any spacing.
-    compact = chunk.replace(b"}, {", b"}\n{").replace(b"},{", b"}\n{")
+    separator = b"}, {" if b"}, {" in chunk[:65_536] else b"},{"  # json.dump's default, or compact
+    compact = chunk.replace(separator, b"}\n{")
     for attempt in (compact, None):
         text = _SEPARATOR.sub(b"}\n{", chunk) if attempt is None else attempt
         try:
