@@ -44,10 +44,13 @@ from matplotlib.figure import Figure
 
 from inat_hf.cli import parse_overrides, parse_storage_options
 from inat_hf.clients import ClientData
+from inat_hf.fedavg import (
+    FedAvgSettings,
+    run_fedavg,
+)
 from inat_hf.training import (
     DEFAULT_CHECKPOINT,
     VIT_SIZES,
-    FedAvgSettings,
     LocalSettings,
     label_names,
     limit,
@@ -57,7 +60,6 @@ from inat_hf.training import (
     make_transform,
     pick_device,
     run_central,
-    run_fedavg,
     seed_everything,
     with_pipeline,
 )

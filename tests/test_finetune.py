@@ -26,23 +26,25 @@ import torch
 from PIL import Image
 
 from inat_hf import ClientData
+from inat_hf.fedavg import (
+    FedAvgSettings,
+    WeightedAverage,
+    client_seed,
+    fedavg,
+    run_fedavg,
+    server_update,
+)
 from inat_hf.sample import write_sample
 from inat_hf.training import (
-    FedAvgSettings,
     LocalSettings,
-    WeightedAverage,
     autocast_dtype,
-    client_seed,
     evaluate,
-    fedavg,
     label_names,
     make_model,
     make_processor,
     make_transform,
     pick_device,
-    run_fedavg,
     seed_everything,
-    server_update,
     train_local,
     with_pipeline,
 )
