@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard
 
 from inat_hf import storage
+from inat_hf.builder import features_for
 from inat_hf.config import INatFLConfig
 from inat_hf.examples import check_image
 from inat_hf.manifest import SPLITS, Manifest, client_row_groups, row_group_bounds
@@ -57,32 +58,15 @@ def pseudonym(user: str) -> str:
 def export_features(
     config: INatFLConfig, label_names: Sequence[str], *, include_user: bool, with_images: bool
 ) -> datasets.Features:
-    """The features of an exported config (the builder's, minus image bytes and user unless asked)."""
-    features: dict[str, Any] = {}
-    if with_images:
-        features["image"] = datasets.Image()
-    features.update(
-        {
-            "image_id": datasets.Value("int64"),
-            "client_id": datasets.Value("int64"),
-            "client": datasets.Value("string"),
-            "label": datasets.ClassLabel(names=list(label_names)),
-            **{rank: datasets.Value("string") for rank in RANKS},
-            "species_id": datasets.Value("int64"),
-        }
-    )
-    if include_user:
-        features["user"] = datasets.Value("string")
-    features.update(
-        {
-            "latitude": datasets.Value("float64"),
-            "longitude": datasets.Value("float64"),
-            "date": datasets.Value("timestamp[s, tz=UTC]"),
-            "width": datasets.Value("int32"),
-            "height": datasets.Value("int32"),
-            "file_name": datasets.Value("string"),
-        }
-    )
+    """The features of an exported config: the builder's, with the ``client`` pseudonym after
+    ``client_id``, without ``user`` unless ``include_user`` and without ``image`` unless ``with_images``."""
+    features: dict[str, Any] = {"image": datasets.Image()} if with_images else {}
+    for name, feature in features_for(config, tuple(label_names)).items():
+        if name == "image" or (name == "user" and not include_user):
+            continue
+        features[name] = feature
+        if name == "client_id":
+            features["client"] = datasets.Value("string")
     return datasets.Features(features)
 
 
