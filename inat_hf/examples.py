@@ -26,7 +26,7 @@ import pyarrow as pa
 from PIL import Image, UnidentifiedImageError
 
 from inat_hf import storage
-from inat_hf.errors import InatError
+from inat_hf.errors import InatError, StorageAuthError
 from inat_hf.taxonomy import RANKS
 
 GROUP_ROWS = 256
@@ -122,6 +122,8 @@ def _fetch(loc: storage.Location, names: list[str]) -> list[bytes | str]:
             out.append("file name escapes the data folder")
             continue
         result = next(fetched)
+        if isinstance(result, StorageAuthError):  # the credentials, not this image: never skip it as bad
+            raise result
         out.append(f"unreadable ({result})" if isinstance(result, storage.StorageError) else result)
     return out
 

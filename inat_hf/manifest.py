@@ -12,10 +12,17 @@ config (:class:`inat_hf.config.INatFLConfig`) give
   ``no_location``, ``client_too_small``, ``over_max_clients``, ``client_not_sampled``), so that
   train rows in = train + test examples + dropped.
 
-Same inputs, byte-identical manifest. ``load_or_build_manifest`` caches it as Parquet under
-``{cache_dir}/manifests/{config name}-{fingerprint}/``; the fingerprint hashes the metadata files'
-size and version tokens (never their URL or a credential), the config's fields and
-:data:`MANIFEST_VERSION`.
+Same inputs, byte-identical manifest: no global random state (one ``numpy.random.Generator`` seeded
+with the config's ``seed``), input rows sorted by image id first, stable sorts, Parquet written with fixed
+settings; the same in any process, whatever ``PYTHONHASHSEED``. ``load_or_build_manifest`` caches it as
+Parquet under ``{cache_dir}/manifests/{config name}-{fingerprint}/``. The fingerprint
+(:func:`manifest_fingerprint`) is a SHA-256 of JSON holding, for each metadata file, its base name, its
+size and its version token (ETag on object stores, modification time on local disk:
+:func:`inat_hf.storage.file_token`), the config's fields (:meth:`INatFLConfig.fingerprint_fields`: rank,
+scheme, seed and every other field of its own; not ``datasets``' ``name``, ``version``, ``data_dir``,
+``data_files``, ``description``) and :data:`MANIFEST_VERSION`. It never holds a URL, a
+path or a credential, so the same data read through another URL or with other credentials has the same
+fingerprint; a copy of the data with new modification times gets a new one (and the same manifest).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from inat_hf import storage
 from inat_hf.columns import Field, RowProblems, records_to_columns, table_to_columns
@@ -187,6 +188,16 @@ def _concat(chunks: list[dict[str, pa.Array]], fields: Sequence[Field]) -> dict[
     return {f.key: pa.chunked_array([c[f.key] for c in chunks], type=f.type) for f in fields}
 
 
+def _int_values(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """An integer column as int64 values (``-1`` where null) and its validity mask.
+
+    (``to_numpy`` of a column with nulls gives floats, which lose large ids and cannot index.)
+    """
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    values = pc.fill_null(column, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return values, valid
+
+
 def _is_dense(ids: np.ndarray) -> bool:
     """Whether non-negative ids are compact enough for a direct lookup table (the official ids are)."""
     return bool(ids.size) and int(ids.min()) >= 0 and int(ids.max()) < 4 * ids.size + 1024
@@ -235,9 +246,7 @@ def _join(
     on_invalid: str,
 ) -> np.ndarray:
     """Category id per image row (``-1`` = none), joining by id; problems go to the row reasons."""
-    image_ids = images["id"].to_numpy(zero_copy_only=False)
-    valid_image = images["id"].is_valid().to_numpy(zero_copy_only=False)
-    image_ids = np.where(valid_image, image_ids, -1).astype(np.int64)
+    image_ids, valid_image = _int_values(images["id"])
     dup = _duplicates(image_ids[valid_image])
     if dup.size:
         rows = np.flatnonzero(valid_image)[dup]
@@ -250,12 +259,9 @@ def _join(
     category_of_row = np.full(len(image_ids), -1, dtype=np.int64)
     if not has_annotations:
         return category_of_row
-    ann_image = annotations["image_id"].to_numpy(zero_copy_only=False)
-    ann_category = annotations["category_id"].to_numpy(zero_copy_only=False)
-    ann_valid = annotations["image_id"].is_valid().to_numpy(zero_copy_only=False) & annotations[
-        "category_id"
-    ].is_valid().to_numpy(zero_copy_only=False)
-    ann_valid &= annotation_problems.mask(len(ann_image))
+    ann_image, image_id_valid = _int_values(annotations["image_id"])
+    ann_category, category_id_valid = _int_values(annotations["category_id"])
+    ann_valid = image_id_valid & category_id_valid & annotation_problems.mask(len(ann_image))
     row_of_annotation = _rows_of(
         image_ids[valid_image], np.flatnonzero(valid_image), np.where(ann_valid, ann_image, -1)
     )

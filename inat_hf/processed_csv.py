@@ -68,6 +68,7 @@ def read_processed_csv(loc: storage.Location, *, on_invalid: str = "error") -> t
     for name, arrow_type in _NUMERIC.items():
         if name in columns:
             columns[name] = _to_number(columns[name], name, arrow_type, problems, on_invalid)
+    _flag_duplicates(columns["image_id"], problems, on_invalid)
     for name in ("file_name", "user", "species"):
         _require_text(columns[name], name, problems, on_invalid)
     category_ids, lineage = _match_species(columns, problems, on_invalid)
@@ -95,7 +96,7 @@ def _read_strings(loc: storage.Location, source: str) -> pa.Table:
     try:
         with storage.open_binary(loc) as stream:
             header = pacsv.open_csv(stream).schema.names
-    except pa.ArrowInvalid as err:
+    except (pa.ArrowInvalid, UnicodeDecodeError) as err:
         raise MetadataError(f"{source}: not a readable CSV ({err}). Fix: point to training_image_info.csv.") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
@@ -110,23 +111,39 @@ def _read_strings(loc: storage.Location, source: str) -> pa.Table:
     try:
         with storage.open_binary(loc) as stream:
             return pacsv.read_csv(stream, convert_options=options)
-    except pa.ArrowInvalid as err:
+    except (pa.ArrowInvalid, UnicodeDecodeError) as err:
         raise MetadataError(f"{source}: malformed CSV ({err}). Fix: download the file again.") from None
 
 
 def _to_number(
     column: pa.ChunkedArray, name: str, arrow_type: pa.DataType, problems: RowProblems, on_invalid: str
 ) -> pa.Array:
+    """Parse a text column to ``arrow_type``; bad values are flagged (required) or nulled and counted.
+
+    Integers are parsed exactly (never through a float, which would change ids above 2**53): at most 18
+    digits, optionally followed by ``.0`` (pandas writes integer columns with NaN so). Floats must be finite.
+    """
     text = pc.utf8_trim_whitespace(column.combine_chunks())
-    pattern = r"^[+-]?\d+(\.0*)?$" if pa.types.is_integer(arrow_type) else r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-    present = pc.and_(pc.is_valid(text), pc.not_equal(text, ""))
-    good = pc.and_(present, pc.match_substring_regex(text, pattern))
+    integer = pa.types.is_integer(arrow_type)
+    pattern = r"^[+-]?\d{1,18}(\.0*)?$" if integer else r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+    # A null cell (an empty field) is absent, never null-propagated into the masks.
+    present = pc.fill_null(pc.and_kleene(pc.is_valid(text), pc.not_equal(text, "")), False)
+    good = pc.fill_null(pc.and_kleene(present, pc.match_substring_regex(text, pattern)), False)
     bad = pc.and_(present, pc.invert(good)).to_numpy(zero_copy_only=False)
-    values = pc.if_else(good, text, pa.scalar(None, pa.string())).cast(pa.float64())
-    numbers = values.to_numpy(zero_copy_only=False)
-    low, high = _RANGES.get(name, (-np.inf, np.inf))
+    chosen = pc.if_else(good, text, pa.scalar(None, pa.string()))
+    if integer:
+        digits = pc.replace_substring_regex(pc.replace_substring_regex(chosen, r"^\+", ""), r"\.0*$", "")
+        values = digits.cast(pa.int64())
+        numbers = pc.fill_null(values, 0).to_numpy(zero_copy_only=False)
+        info = np.iinfo(arrow_type.to_pandas_dtype())
+        low, high = _RANGES.get(name, (info.min, info.max))
+    else:
+        values = chosen.cast(pa.float64())
+        numbers = pc.fill_null(values, 0.0).to_numpy(zero_copy_only=False)
+        low, high = _RANGES.get(name, (-np.inf, np.inf))
+    parsed = good.to_numpy(zero_copy_only=False)
     with np.errstate(invalid="ignore"):
-        bad |= ~np.isnan(numbers) & ((numbers < low) | (numbers > high))
+        bad |= parsed & (~np.isfinite(numbers) | (numbers < low) | (numbers > high))
     missing = ~present.to_numpy(zero_copy_only=False)
     if name in _REQUIRED_NUMERIC:
         _flag(np.flatnonzero(missing), f"missing_{name}", f"column {name!r} is empty", problems, on_invalid)
@@ -135,7 +152,23 @@ def _to_number(
         _flag(rows, f"invalid_{name}", detail, problems, on_invalid)
     else:
         problems.count_nulled(f"invalid_{name}", int(bad.sum()))
-    return pa.array(numbers, mask=np.isnan(numbers) | bad).cast(arrow_type, safe=False)
+    mask = missing | bad
+    return pa.array(np.where(mask, 0, numbers), mask=mask).cast(arrow_type)
+
+
+def _flag_duplicates(ids: pa.Array, problems: RowProblems, on_invalid: str) -> None:
+    """Flag every row whose image id occurs more than once (as the official JSON reader does)."""
+    valid = ids.is_valid().to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(valid)
+    values = ids.filter(pa.array(valid)).to_numpy(zero_copy_only=False)
+    order = np.argsort(values, kind="stable")
+    same = values[order][1:] == values[order][:-1]
+    dup = np.zeros(values.size, dtype=bool)
+    dup[1:] |= same
+    dup[:-1] |= same
+    rows = np.sort(rows[order[dup]])
+    detail = f"image id {ids[int(rows[0])].as_py()} occurs more than once" if rows.size else ""
+    _flag(rows, "duplicate_image_id", detail, problems, on_invalid)
 
 
 def _flag(rows: np.ndarray, reason: str, detail: str, problems: RowProblems, on_invalid: str) -> None:
@@ -152,7 +185,7 @@ def _match_species(columns: dict, problems: RowProblems, on_invalid: str) -> tup
     """Official category id per row (-1 if unknown) and the rank names per row."""
     official = official_species()
     species = columns["species"].combine_chunks()
-    as_id = pc.match_substring_regex(species, r"^\d+$")
+    as_id = pc.fill_null(pc.match_substring_regex(species, r"^\d{1,18}$"), False)  # longer: no official id
     by_name = pc.index_in(species, value_set=official["name"]).to_numpy(zero_copy_only=False)
     ids = official["id"].to_numpy()
     by_id = pc.index_in(

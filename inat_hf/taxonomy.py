@@ -232,7 +232,8 @@ def taxonomy_from_categories(records: Sequence[Any], source: str) -> Taxonomy:
     Raises
     ------
     MetadataError
-        A record that is not an object, a missing or non-string rank field, a non-integer or duplicate id.
+        A record that is not an object, a missing or non-string rank field, a non-integer, negative or
+        duplicate id.
     """
     ids = np.empty(len(records), dtype=np.int64)
     columns: dict[str, list[str | None]] = {rank: [] for rank in RANKS}
@@ -241,9 +242,9 @@ def taxonomy_from_categories(records: Sequence[Any], source: str) -> Taxonomy:
         if not isinstance(record, Mapping):
             raise MetadataError(f"{source}: categories[{i}] is {type(record).__name__}, not an object")
         cid = record.get("id")
-        if isinstance(cid, bool) or not isinstance(cid, int):
+        if isinstance(cid, bool) or not isinstance(cid, int) or not 0 <= cid < 2**63:
             raise MetadataError(
-                f"{source}: categories[{i}].id is {_short(cid)}; every category needs an integer 'id'. "
+                f"{source}: categories[{i}].id is {_short(cid)}; every category needs an integer 'id' >= 0. "
                 "Fix: use the official train.json/val.json."
             )
         ids[i] = cid

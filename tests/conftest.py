@@ -165,3 +165,28 @@ def small_metadata(tmp_path_factory: pytest.TempPathFactory) -> Replica:
 
     folder = tmp_path_factory.mktemp("small-metadata")
     return Replica(str(folder), write_sample(str(folder), scale="small", seed=0, metadata_only=True))
+
+
+# --- RELIABILITY.md --------------------------------------------------------------------------------------
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Rewrite ``RELIABILITY.md`` from the rows the reliability tests recorded (see ``tests/reliability.py``).
+
+    Only after a session with no failure that ran every reliability test file, unfiltered (a partial run
+    would drop rows), and recorded at least one row; the text has no timestamp, so a rerun gives the same file.
+    """
+    import reliability
+
+    ran = {Path(str(item.fspath)).stem for item in session.items}
+    options = session.config.option
+    filtered = bool(
+        getattr(options, "keyword", "") or getattr(options, "markexpr", "") or getattr(options, "lf", False)
+    )
+    complete = set(reliability.RELIABILITY_MODULES) <= ran and not filtered
+    if exitstatus != 0 or session.testsfailed or not complete or not reliability.ROWS:
+        return
+    target = REPO_ROOT / "RELIABILITY.md"
+    text = reliability.render(reliability.ROWS)
+    if not target.exists() or target.read_text(encoding="utf-8") != text:
+        target.write_text(text, encoding="utf-8")

@@ -1,0 +1,61 @@
+"""Redaction of secrets in text: account keys, SAS signatures, connection strings, tokens.
+
+:func:`redact` is what every message of :mod:`inat_hf.storage` goes through (also importable as
+``inat_hf.storage.redact``); :func:`secrets_of` picks the secret values out of ``storage_options``.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+REDACTED = "REDACTED"
+SECRET_OPTIONS = frozenset({"account_key", "sas_token", "connection_string", "credential", "client_secret",
+                            "key", "secret", "token", "password", "session_token", "aws_secret_access_key",
+                            "aws_session_token", "private_key"})  # fmt: skip
+"""``storage_options`` keys whose string values are secrets."""
+_PATTERNS = tuple(
+    (re.compile(pattern, re.IGNORECASE), replacement + REDACTED)
+    for pattern, replacement in (
+        (r"\b(AccountKey|SharedAccessKey|SharedAccessSignature|AccessKey|Password|Pwd)=[^;\s'\"]+", r"\1="),
+        (r"(?<![\w%])(sig=)[^&;\s'\"]+", r"\1"),
+        (r"(sig%3D)(?:(?!%26)[^&;\s'\"])+", r"\1"),
+        (r"\b(Bearer)\s+[\w\-.~+/]+=*", r"\1 "),
+        (r"\b(SharedKey(?:Lite)?)\s+([^:\s]+):[^\s'\",]+", r"\1 \2:"),
+    )
+)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Return ``text`` with every secret replaced by ``REDACTED``.
+
+    Removes the values of ``secrets`` (also URL-quoted or unquoted), connection-string secrets
+    (``AccountKey=``, ``SharedAccessSignature=``...), SAS signatures (``sig=REDACTED``, also
+    percent-encoded), ``Bearer`` tokens and ``SharedKey`` signatures.
+    """
+    variants = set()
+    for secret in secrets:
+        if isinstance(secret, str) and secret:
+            variants |= {secret, urllib.parse.unquote(secret), urllib.parse.quote(secret, safe="")}
+    for value in sorted(variants - {""}, key=len, reverse=True):
+        text = text.replace(value, REDACTED)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def secrets_of(options: Mapping[str, Any]) -> tuple[str, ...]:
+    """Return the secret strings in ``storage_options``, with the secret parts of connection strings."""
+    found: list[str] = []
+    for key, value in options.items():
+        if isinstance(value, Mapping):
+            found.extend(secrets_of(value))
+        elif isinstance(value, str) and value and key in SECRET_OPTIONS:
+            found.append(value)
+            for part in re.split(r"[;&?]", value):
+                name, _, secret = part.partition("=")
+                if secret and name.strip().lower() in {"accountkey", "sharedaccesssignature", "sig"}:
+                    found.append(secret)
+    return tuple(dict.fromkeys(found))
