@@ -61,6 +61,9 @@ class INatFLConfig(datasets.BuilderConfig):
         Per-client holdout: this fraction of each client's rows becomes its ``test`` rows.
     holdout_client_fraction : float
         This fraction of the clients is held out whole: all their rows are ``test`` rows.
+    on_invalid : str
+        What a structurally bad metadata record does (:func:`inat_hf.metadata.load_metadata`): ``error``
+        stops with the file, record and field; ``skip`` drops the row and counts it in the report.
     on_bad_image : str
         ``error`` or ``skip`` (skipped rows are listed with their reason).
     max_image_side : int or None
@@ -81,6 +84,7 @@ class INatFLConfig(datasets.BuilderConfig):
     client_fraction: float = 1.0
     test_fraction: float = 0.0
     holdout_client_fraction: float = 0.0
+    on_invalid: str = "error"
     on_bad_image: str = "error"
     max_image_side: int | None = None
     with_images: bool = True
@@ -170,6 +174,7 @@ def validate(config: INatFLConfig) -> None:
         config.holdout_client_fraction,
         "a number in [0, 1)",
     )
+    _require(config.on_invalid in ON_BAD_IMAGE, "on_invalid", config.on_invalid, ", ".join(ON_BAD_IMAGE))
     _require(config.on_bad_image in ON_BAD_IMAGE, "on_bad_image", config.on_bad_image, ", ".join(ON_BAD_IMAGE))
     _require(
         config.max_image_side is None or (_is_int(config.max_image_side) and config.max_image_side >= 16),

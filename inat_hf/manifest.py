@@ -345,7 +345,7 @@ def load_or_build_manifest(
     folder = manifest_folder(Path(cache_dir) if cache_dir else default_cache_dir(), config, fingerprint)
     if (folder / "info.json").exists():
         return read_manifest(folder)
-    manifest = build_manifest(load_metadata(url, storage_options), config, fingerprint)
+    manifest = build_manifest(load_metadata(url, storage_options, on_invalid=config.on_invalid), config, fingerprint)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     write_manifest(manifest, staging)

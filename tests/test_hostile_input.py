@@ -821,10 +821,17 @@ def test_absurd_image_sizes_through_the_builder(tiny_replica, train_rows, tmp_pa
     assert train.skipped == {"invalid_height": 1, "invalid_width": 2}
     assert train.rows_in == len(train_rows) == train.rows_out + 3
     assert not {doc["images"][i]["id"] for i in claims} & set(table["image_id"].to_pylist())
+    skipping = _builder(root, tmp_path, on_invalid="skip")
+    skipping.download_and_prepare()
+    kept = set(skipping.as_dataset("train")["image_id"])  # no holdout: no test split
+    dropped = set(skipping.manifest.dropped["image_id"].to_pylist())
+    assert not {doc["images"][i]["id"] for i in claims} & kept
+    assert len(kept) + len(dropped) == train.rows_out
     record(
         "hostile input",
         "builder: train.json claiming width 10**9, height -5, width '500px'",
-        "the builder (metadata policy error) raises MetadataError at construction naming record and field; "
-        "load_metadata(on_invalid='skip') drops and counts the 3 rows",
-        f"{message}; skip: {train.rows_in} in, {train.rows_out} out, skipped {train.skipped}",
+        "on_invalid=error (default): MetadataError at construction naming record and field; "
+        "on_invalid=skip: the 3 rows dropped and counted, the rest prepared",
+        f"{message}; skip: {train.rows_in} in, {train.rows_out} out, skipped {train.skipped}; "
+        f"prepared {len(kept)} train+test rows + {len(dropped)} dropped by the partition",
     )
