@@ -71,21 +71,25 @@ def export_features(
 
 
 def _client_names(rows: pa.Table, config: INatFLConfig, split: str) -> pa.Array:
-    """The ``client`` pseudonym of each row."""
+    """The ``client`` pseudonym of each row: one name per client run (rows are sorted by client), then
+    repeated over the run's rows, without a Python loop over rows."""
     if split == "validation":
         return pa.array(["central"] * rows.num_rows, type=pa.string())
     client = rows["client_id"].to_numpy()
-    if config.scheme != "user":
-        return pa.array([f"{config.scheme}-{c:06d}" for c in client.tolist()], type=pa.string())
-    users = rows["user"].combine_chunks()
-    users = users.dictionary_decode() if pa.types.is_dictionary(users.type) else users
+    if client.size == 0:
+        return pa.array([], type=pa.string())
     starts = np.flatnonzero(np.concatenate(([True], client[1:] != client[:-1])))
-    first_user = {}
-    for start in starts.tolist():  # one per client run, not per row
-        ids = client[start]
-        names = users.slice(start, int(np.searchsorted(client, ids, side="right")) - start)
-        first_user[int(ids)] = pseudonym(pc.min(names).as_py() or "")
-    return pa.array([first_user[c] for c in client.tolist()], type=pa.string())
+    lengths = np.diff(np.append(starts, client.size))
+    if config.scheme != "user":
+        names = [f"{config.scheme}-{c:06d}" for c in client[starts].tolist()]
+    else:
+        users = rows["user"].combine_chunks()
+        users = users.dictionary_decode() if pa.types.is_dictionary(users.type) else users
+        names = [
+            pseudonym(pc.min(users.slice(int(begin), int(length))).as_py() or "")
+            for begin, length in zip(starts, lengths, strict=True)
+        ]
+    return pa.array(names, type=pa.string()).take(pa.array(np.repeat(np.arange(starts.size), lengths)))
 
 
 def export_table(
