@@ -23,98 +23,33 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import itertools
 import json
 import logging
-import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import datasets
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from inat_hf import storage
+from inat_hf import about, storage
 from inat_hf.config import DEFAULT_CONFIG_NAME, INatFLConfig, config_for, presets, validate
 from inat_hf.examples import iter_examples
-from inat_hf.manifest import (
-    SPLITS,
-    Manifest,
-    load_or_build_manifest,
-    manifest_fingerprint,
-    manifest_folder,
-)
-from inat_hf.taxonomy import RANKS
+from inat_hf.manifest import Manifest, ManifestKey, load_or_build, locate, plan_shards, read_rows
+from inat_hf.schema import SPLITS, features_for
 
 logger = logging.getLogger("inat_hf.builder")
 
-SHARD_ROWS = 10_000
-"""About this many rows per shard; at least :data:`MIN_SHARDS` shards (fewer only with fewer clients)."""
-MIN_SHARDS = 16
-MAX_SHARDS = 512
 SKIPPED_DIR = "skipped"
 VERSION = datasets.Version("1.0.0")
 
+_NO_DATA_DIR = (
+    "INaturalistFL needs data_dir: the URL of your copy of iNat 2021 (official layout or the processed CSV plus "
+    "images), e.g. data_dir='az://inaturalist/2021', or a replica written by `inat-fl sample DIR`"
+)
 _BASE_FIELDS = frozenset(f.name for f in dataclasses.fields(datasets.BuilderConfig))
 _CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(INatFLConfig)) - _BASE_FIELDS
-
-_CITATION = """\
-@inproceedings{van2021benchmarking,
-  title={Benchmarking Representation Learning for Natural World Image Collections},
-  author={Van Horn, Grant and Cole, Elijah and Beery, Sara and Wilber, Kimberly and Belongie, Serge and
-          Mac Aodha, Oisin},
-  booktitle={CVPR}, year={2021}
-}
-@inproceedings{hsu2020federated,
-  title={Federated Visual Classification with Real-World Data Distribution},
-  author={Hsu, Tzu-Ming Harry and Qi, Hang and Brown, Matthew},
-  booktitle={ECCV}, year={2020}
-}"""
-
-
-def plan_shards(manifest: Manifest, split: str) -> list[tuple[int, int]]:
-    """Row ranges of ``split`` in the manifest, each a run of whole clients (any cut for ``validation``)."""
-    offset, length = manifest.split_range(split)
-    if length == 0:
-        return []
-    if split == "validation":
-        starts = np.arange(offset, offset + length)
-    else:
-        index = manifest.clients
-        starts = np.sort(index[f"{split}_offset"].to_numpy()[index[f"{split}_length"].to_numpy() > 0])
-    target = min(len(starts), max(MIN_SHARDS, min(MAX_SHARDS, math.ceil(length / SHARD_ROWS))))
-    wanted = offset + np.arange(1, target) * length / target
-    cuts = np.unique(starts[np.minimum(np.searchsorted(starts, wanted), len(starts) - 1)])
-    bounds = [offset, *[int(c) for c in cuts if offset < c < offset + length], offset + length]
-    return list(itertools.pairwise(bounds))
-
-
-def features_for(config: INatFLConfig, label_names: tuple[str, ...]) -> datasets.Features:
-    """The example features of a config (no ``image`` when ``with_images`` is False)."""
-    features: dict[str, Any] = {}
-    if config.with_images:
-        features["image"] = datasets.Image()
-    features.update(
-        {
-            "image_id": datasets.Value("int64"),
-            "client_id": datasets.Value("int64"),
-            "label": datasets.ClassLabel(names=list(label_names)),
-            **{rank: datasets.Value("string") for rank in RANKS},
-            "species_id": datasets.Value("int64"),
-            "user": datasets.Value("string"),
-            "latitude": datasets.Value("float64"),
-            "longitude": datasets.Value("float64"),
-            "date": datasets.Value("timestamp[s, tz=UTC]"),
-            "width": datasets.Value("int32"),
-            "height": datasets.Value("int32"),
-            "file_name": datasets.Value("string"),
-        }
-    )
-    return datasets.Features(features)
 
 
 class INatFLBuilder(datasets.GeneratorBasedBuilder):
@@ -126,7 +61,8 @@ class INatFLBuilder(datasets.GeneratorBasedBuilder):
 
     BUILDER_CONFIG_CLASS = INatFLConfig
     BUILDER_CONFIGS: ClassVar[list[datasets.BuilderConfig]] = [
-        dataclasses.replace(preset, version=VERSION) for preset in presets()
+        dataclasses.replace(preset, version=VERSION)  # type: ignore[call-arg]  # a field of BuilderConfig
+        for preset in presets()
     ]
     DEFAULT_CONFIG_NAME = DEFAULT_CONFIG_NAME
     VERSION = VERSION
@@ -138,28 +74,25 @@ class INatFLBuilder(datasets.GeneratorBasedBuilder):
                 f"iNaturalist 2021 labelled by {self.config.rank}, split into clients by the "
                 f"{self.config.scheme!r} scheme."
             ),
-            features=features_for(self.config, self.label_names) if self.config.data_dir else None,
-            homepage="https://github.com/visipedia/inat_comp/tree/master/2021",
-            license="Images: their own CC licences (field 'license'); non-commercial research and education only.",
-            citation=_CITATION,
+            features=(
+                features_for(self.label_names, with_images=self.config.with_images) if self.config.data_dir else None
+            ),
+            homepage=about.HOMEPAGE,
+            license=about.TERMS,
+            citation=about.CITATION,
         )
 
     @property
     def data_url(self) -> str:
         """The data folder URL (``data_dir``)."""
         if not self.config.data_dir:
-            raise ValueError(
-                "INaturalistFL needs data_dir: the URL of your copy of iNat 2021 (official layout or the "
-                "processed CSV plus images), e.g. data_dir='az://inaturalist/2021', or a replica written by "
-                "`inat-fl sample DIR`"
-            )
+            raise ValueError(_NO_DATA_DIR)
         return str(self.config.data_dir)
 
     def __init__(self, *args: Any, cache_dir: str | None = None, **kwargs: Any) -> None:
-        root = str(cache_dir or datasets.config.HF_DATASETS_CACHE)
-        if "://" in root:  # a remote datasets cache: manifests stay on local disk
-            root = str(datasets.config.HF_DATASETS_CACHE)
-        self._manifest_root = Path(os.path.expanduser(root)) / "inaturalist_fl"
+        self._manifest_cache_dir = cache_dir  # the one manifest cache: inat_hf.manifest.cache_root(cache_dir)
+        self._source: storage.Location | None = None
+        self._manifest_key: ManifestKey | None = None
         super().__init__(*args, cache_dir=cache_dir, **kwargs)
 
     def _create_builder_config(
@@ -198,9 +131,11 @@ class INatFLBuilder(datasets.GeneratorBasedBuilder):
             }
         config, config_id = super()._create_builder_config(config_name, custom_features, **passed, **config_kwargs)
         validate(config)
-        if config.data_dir:
-            fingerprint = manifest_fingerprint(str(config.data_dir), config, self.storage_options or None)
-            config_id = f"{config.name}-{hashlib.sha256(f'{config_id}|{fingerprint}'.encode()).hexdigest()[:16]}"
+        if config.data_dir:  # resolved once, here; the manifest's key (and fingerprint) computed once, here
+            self._source = storage.resolve(str(config.data_dir), self.storage_options or None)
+            self._manifest_key = locate(self._source, config, self._manifest_cache_dir)
+            digest = hashlib.sha256(f"{config_id}|{self._manifest_key.fingerprint}".encode()).hexdigest()[:16]
+            config_id = f"{config.name}-{digest}"
         return config, config_id
 
     def __getstate__(self) -> dict[str, Any]:
@@ -209,29 +144,36 @@ class INatFLBuilder(datasets.GeneratorBasedBuilder):
         state.pop("manifest", None)
         return state
 
-    def manifest_cache_dir(self) -> Path:
-        """Where manifests are cached: ``{cache_dir}/inaturalist_fl`` (local disk)."""
-        return self._manifest_root
+    @property
+    def source(self) -> storage.Location:
+        """The data folder (``data_dir`` with the builder's ``storage_options``), resolved once."""
+        if self._source is None:
+            raise ValueError(_NO_DATA_DIR)
+        return self._source
+
+    @property
+    def manifest_key(self) -> ManifestKey:
+        """Where this config's manifest is cached (:func:`inat_hf.manifest.locate`, computed once)."""
+        if self._manifest_key is None:
+            raise ValueError(_NO_DATA_DIR)
+        return self._manifest_key
 
     @functools.cached_property
     def label_names(self) -> tuple[str, ...]:
         """The ClassLabel names: from the cached manifest's ``info.json`` when there is one (a prepared
-        dataset opens without reading its 2.7M-row manifest), else from the manifest."""
-        fingerprint = manifest_fingerprint(self.data_url, self.config, self.storage_options or None)
-        info = manifest_folder(self.manifest_cache_dir(), self.config, fingerprint) / "info.json"
-        if info.is_file():
-            return tuple(json.loads(info.read_text(encoding="utf-8"))["label_names"])
+        dataset opens without reading its 2.7M-row manifest), else from the manifest.
+        """
+        if self.manifest_key.is_built():
+            return self.manifest_key.label_names()
         return self.manifest.label_names
 
     @functools.cached_property
     def manifest(self) -> Manifest:
         """The config's manifest (built once, then read from the cache)."""
-        return load_or_build_manifest(
-            self.data_url, self.config, self.storage_options or None, self.manifest_cache_dir()
-        )
+        return load_or_build(self.manifest_key, self.source)
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
-        folder = manifest_folder(self.manifest_cache_dir(), self.config, self.manifest.fingerprint)
+        manifest_file = str(self.manifest_key.parquet_file)
         names = {"train": datasets.Split.TRAIN, "test": datasets.Split.TEST, "validation": datasets.Split.VALIDATION}
         generators = []
         for split in SPLITS:
@@ -240,7 +182,7 @@ class INatFLBuilder(datasets.GeneratorBasedBuilder):
                 generators.append(
                     datasets.SplitGenerator(
                         name=names[split],
-                        gen_kwargs={"shards": shards, "split": split, "manifest_dir": str(folder)},
+                        gen_kwargs={"shards": shards, "split": split, "manifest_file": manifest_file},
                     )
                 )
         return generators
@@ -258,12 +200,12 @@ class INatFLBuilder(datasets.GeneratorBasedBuilder):
         folder = getattr(self, "_skip_dir", None)
         return Path(folder) / f"{split}-{start:010d}.json" if folder else None
 
-    def _generate_examples(self, shards: list[tuple[int, int]], split: str, manifest_dir: str) -> Iterator:
+    def _generate_examples(self, shards: list[tuple[int, int]], split: str, manifest_file: str) -> Iterator:
         """Yield ``(key, example)`` for the manifest rows of ``shards``, in order, as one fetch pipeline."""
         if not shards:
             return
-        rows = read_rows(Path(manifest_dir), shards)
-        loc = storage.resolve(self.data_url, self.storage_options or None) if self.config.with_images else None
+        rows = read_rows(Path(manifest_file), shards)
+        loc = self.source if self.config.with_images else None
         skipped: list[dict[str, Any]] = []
 
         def note(image_id: int, file_name: str, reason: str) -> None:
@@ -283,25 +225,13 @@ class INatFLBuilder(datasets.GeneratorBasedBuilder):
                 path.write_text(json.dumps(skipped))
 
 
-def read_rows(manifest_dir: Path, shards: list[tuple[int, int]]) -> pa.Table:
-    """The manifest rows of ``shards`` (row ranges), in order, reading only the Parquet row groups they touch."""
-    parquet = pq.ParquetFile(manifest_dir / "manifest.parquet", memory_map=True)
-    sizes = [parquet.metadata.row_group(i).num_rows for i in range(parquet.metadata.num_row_groups)]
-    bounds = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
-    first = int(np.searchsorted(bounds, min(start for start, _ in shards), side="right")) - 1
-    last = int(np.searchsorted(bounds, max(end for _, end in shards), side="left"))
-    table = parquet.read_row_groups(list(range(first, last)))
-    offset = int(bounds[first])
-    return pa.concat_tables([table.slice(start - offset, end - start) for start, end in shards])
-
-
 def skipped_rows(cache_dir: str | os.PathLike, split: str | None = None) -> list[dict[str, Any]]:
     """The rows that ``on_bad_image="skip"`` left out of a prepared dataset (``builder.cache_dir``).
 
     Each entry has ``image_id``, ``file_name``, ``reason`` and ``split``.
     """
     folder = Path(cache_dir) / SKIPPED_DIR
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         name = path.stem.rsplit("-", 1)[0]
         if split is None or name == split:

@@ -15,10 +15,15 @@ from typing import Any
 
 from inat_hf.errors import InatError
 
+_CACHE_HELP = (
+    "cache folder, as the builder's cache_dir: manifests go to CACHE_DIR/inaturalist_fl (default: $INAT_FL_CACHE, "
+    "else the datasets cache), shared with the builder"
+)
 _SECRET_OPTIONS = ("account_key", "sas_token", "connection_string", "client_secret", "credential", "password")
 
 
 def parse_storage_options(pairs: Sequence[str]) -> dict[str, Any] | None:
+    """Fsspec options from ``-o KEY=VALUE`` pairs; secrets are refused (they belong in the environment)."""
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -70,7 +75,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_sample(args: argparse.Namespace) -> int:
     from inat_hf.metadata import load_metadata
-    from inat_hf.sample import write_sample
+    from inat_hf.replica import write_sample
     from inat_hf.summary import format_summary
 
     options = parse_storage_options(args.option)
@@ -115,19 +120,19 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
     from inat_hf import storage
     from inat_hf.config import config_for
-    from inat_hf.manifest import load_or_build_manifest
+    from inat_hf.manifest import load_or_build, locate
     from inat_hf.metadata import load_metadata
+    from inat_hf.metadata.users import user_table, write_user_table
     from inat_hf.plots import plot_client_sizes, plot_label_heatmap
     from inat_hf.stats import compute_stats, format_stats
-    from inat_hf.users import user_table, write_user_table
 
-    overrides = parse_overrides(args.set)
-    config = config_for(args.config, **overrides)
-    options = parse_storage_options(args.option)
+    config = config_for(args.config, **parse_overrides(args.set))
+    source = storage.resolve(args.data_dir, parse_storage_options(args.option))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    manifest = load_or_build_manifest(args.data_dir, config, options, args.cache_dir)
+    images = load_metadata(source, on_invalid=config.on_invalid)  # once: the per-user table, and the manifest
+    manifest = load_or_build(locate(source, config, args.cache_dir), source, images)
     stats = compute_stats(manifest, config.name)
     print(format_stats(stats))
     report = {**stats.to_dict(), "config_fields": config.fingerprint_fields()}
@@ -136,7 +141,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     plot_client_sizes(manifest, out / "client_sizes.png", config_name=config.name)
     plot_label_heatmap(manifest, out / "label_heatmap.png", config_name=config.name)
     users_csv = out / "images_and_categories_per_users.csv"
-    write_user_table(user_table(load_metadata(args.data_dir, options)), str(users_csv))
+    write_user_table(user_table(images), str(users_csv))
     print(f"\nwrote {out / 'stats.json'} and {users_csv.name} in {time.perf_counter() - start:.1f} s")
     print(f"plots: {out / 'client_sizes.png'}\n       {out / 'label_heatmap.png'}")
     return 0
@@ -145,7 +150,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 def _cmd_card(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from inat_hf.card import CARD_CONFIGS, card_from_data
+    from inat_hf.hub.card import CARD_CONFIGS, card_from_data
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +170,7 @@ def _cmd_card(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from inat_hf.export import export_dataset
+    from inat_hf.hub.export import export_dataset
 
     written = export_dataset(
         args.out,
@@ -185,7 +190,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    from inat_hf.hub import plan_push, push
+    from inat_hf.hub.push import plan_push, push
 
     plan = plan_push(args.folder, allow_images=args.allow_images)
     print(
@@ -211,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
     export.add_argument("--with-images", action="store_true", help="also write the image bytes (private use only)")
     export.add_argument("--include-user", action="store_true", help="also write the raw rights_holder")
-    export.add_argument("--cache-dir", help="manifest cache (default: ~/.cache/inaturalist_fl)")
+    export.add_argument("--cache-dir", help=_CACHE_HELP)
     export.add_argument("--replica-note", help="notice at the top of the card (e.g. numbers from a replica)")
     export.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
     export.set_defaults(func=_cmd_export)
@@ -255,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("config", help="config name, e.g. family_user, species_geo1k, order_dirichlet")
     stats.add_argument("--data-dir", required=True, help="data folder or fsspec URL (train.json/val.json or CSV)")
     stats.add_argument("--out", required=True, help="local folder for stats.json, the plots and the user CSV")
-    stats.add_argument("--cache-dir", default=None, help="manifest cache (default: $INAT_FL_CACHE or ~/.cache)")
+    stats.add_argument("--cache-dir", default=None, help=_CACHE_HELP)
     stats.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
     stats.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
     stats.set_defaults(func=_cmd_stats)
@@ -265,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--out", default="dataset_card.md", help="card file (default: dataset_card.md)")
     card.add_argument("--assets", default=None, help="folder of the figure (default: assets/ next to --out)")
     card.add_argument("--replica-note", default=None, help="say that the numbers come from the synthetic replica")
-    card.add_argument("--cache-dir", default=None, help="manifest cache (default: $INAT_FL_CACHE or ~/.cache)")
+    card.add_argument("--cache-dir", default=None, help=_CACHE_HELP)
     card.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
     card.set_defaults(func=_cmd_card)
     return parser

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import numbers
 import os
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -33,10 +31,11 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 from inat_hf import storage
-from inat_hf.builder import INatFLBuilder, features_for
+from inat_hf.builder import INatFLBuilder
 from inat_hf.config import DEFAULT_CONFIG_NAME, INatFLConfig, config_for
 from inat_hf.examples import SkipHook, iter_examples
-from inat_hf.manifest import load_or_build_manifest, manifest_fingerprint, manifest_folder, read_client_rows
+from inat_hf.manifest import load_or_build, locate, read_client_rows
+from inat_hf.schema import features_for
 
 CLIENT_COLUMN = "client_id"
 
@@ -89,36 +88,62 @@ def client_runs(ids: NDArray[np.integer]) -> tuple[NDArray[np.int64], NDArray[np
             "so. ClientData needs each client's rows together, as the builder writes them (sort the dataset "
             "by client_id first)"
         )
-    return run_ids, offsets, lengths
+    return run_ids.astype(np.int64, copy=False), offsets, lengths
+
+
+DATASET_STATE = ("_data", "_info", "_indexes", "_indices", "_format_kwargs", "_format_columns", "_fingerprint")
+"""The private fields of ``datasets.Dataset`` (5.2; the same since 2.x) that :func:`contiguous_slice` sets."""
 
 
 def contiguous_slice(dataset: datasets.Dataset, offset: int, length: int, fingerprint: str) -> datasets.Dataset:
-    """What ``dataset.select(range(offset, offset + length))`` returns, without ``Dataset.__init__``.
+    """What ``dataset.select(range(offset, offset + length))`` returns, in well under a millisecond.
 
     ``select`` over a range already slices the Arrow table (no indices mapping), but every new
     ``Dataset`` re-derives its features from the Arrow schema and serialises them back into the schema
     metadata, JSON of every ``ClassLabel`` name included: about 30 ms per call with iNat's 1,103
-    families (more with 10,000 species). A slice has the very same schema, so here the dataset's state
-    is copied and only the table, the info (a shallow copy), the format, the index registry and the
-    fingerprint are new: well under a millisecond, whatever the client's size. The ``Features`` object
-    is shared with ``dataset`` (``Dataset.features`` hands out copies, and ``datasets`` copies a dataset
-    before changing its features).
+    families (more with 10,000 species). ``datasets`` has no public way to make a dataset over a slice of
+    the same schema without that work, so this is the one place that uses its private state
+    (:data:`DATASET_STATE`, checked against ``datasets`` 5.2 by ``tests/test_clients.py``): the dataset's
+    state is copied and only the table, the info (a shallow copy), the format, the index registry and the
+    fingerprint are new. The ``Features`` object is shared with ``dataset`` (``Dataset.features`` hands out
+    copies, and ``datasets`` copies a dataset before changing its features). Should a future ``datasets``
+    lack one of these fields, the public ``select`` is used instead (correct, only slower).
 
     ``dataset`` may not carry an indices mapping; ``fingerprint`` is the new dataset's.
     """
-    if dataset._indices is not None:
-        raise ValueError("the dataset carries an indices mapping; call dataset.flatten_indices() first")
     if offset < 0 or length < 0 or offset + length > dataset.num_rows:
         raise ValueError(f"rows {offset}..{offset + length} are outside the dataset's {dataset.num_rows} rows")
+    state = vars(dataset)
+    if not all(name in state for name in DATASET_STATE):
+        return dataset.select(range(offset, offset + length), new_fingerprint=fingerprint)
+    if state["_indices"] is not None:
+        raise ValueError("the dataset carries an indices mapping; call dataset.flatten_indices() first")
     part = datasets.Dataset.__new__(datasets.Dataset)
-    part.__dict__.update(dataset.__dict__)
-    part._info = copy.copy(dataset._info)
-    part._data = dataset._data.slice(offset, length)
-    part._indexes = {}
-    part._format_kwargs = dict(dataset._format_kwargs)
-    part._format_columns = list(dataset._format_columns) if dataset._format_columns is not None else None
-    part._fingerprint = fingerprint
+    vars(part).update(
+        state,
+        _data=state["_data"].slice(offset, length),
+        _info=copy.copy(state["_info"]),
+        _indexes={},
+        _format_kwargs=dict(state["_format_kwargs"]),
+        _format_columns=list(state["_format_columns"]) if state["_format_columns"] is not None else None,
+        _fingerprint=fingerprint,
+    )
     return part
+
+
+def has_indices_mapping(dataset: datasets.Dataset) -> bool:
+    """Whether ``dataset`` reads its rows through an indices mapping (after ``shuffle``, ``filter`` or a
+    non-contiguous ``select``), so that its rows are not its Arrow table's rows in order.
+
+    ``datasets`` shows the mapping only as the private ``_indices`` (5.2); the public ``flatten_indices``
+    would copy the data.
+    """
+    return getattr(dataset, "_indices", None) is not None
+
+
+def dataset_fingerprint(dataset: datasets.Dataset) -> str:
+    """The fingerprint ``datasets`` gave ``dataset`` (the private ``_fingerprint`` of 5.2: no public name)."""
+    return str(dataset._fingerprint)
 
 
 class ClientData:
@@ -146,7 +171,7 @@ class ClientData:
     def __init__(self, dataset: datasets.Dataset) -> None:
         if CLIENT_COLUMN not in dataset.column_names:
             raise ValueError(f"the dataset has no {CLIENT_COLUMN!r} column; columns: {dataset.column_names}")
-        if dataset._indices is not None:
+        if has_indices_mapping(dataset):
             raise ValueError(
                 "the dataset carries an indices mapping (from shuffle, filter or select), so its rows are not "
                 "contiguous in the Arrow table; call dataset.flatten_indices() first"
@@ -160,7 +185,7 @@ class ClientData:
             array.flags.writeable = False
         self._order = np.argsort(self._ids, kind="stable")
         self._sorted_ids = self._ids[self._order]
-        self._fingerprint = dataset._fingerprint
+        self._fingerprint = dataset_fingerprint(dataset)
 
     @classmethod
     def from_builder(cls, builder: INatFLBuilder, split: str = "train") -> ClientData:
@@ -271,7 +296,7 @@ class ClientData:
 class ClientStream:
     """Clients of one config read straight from storage: each client's manifest rows and images only.
 
-    The manifest comes from the cache that the builder uses (``{cache_dir}/inaturalist_fl/manifests``);
+    The manifest comes from the one cache that the builder uses (:func:`inat_hf.manifest.cache_root`);
     if it is not there it is built once from the metadata at ``data_dir`` and cached. One client's rows
     are then read from the manifest's Parquet file, whose row groups are client-aligned, so only the row
     groups that can hold that client are read; its images are fetched concurrently.
@@ -285,7 +310,7 @@ class ClientStream:
     storage_options : mapping, optional
         Credentials for fsspec; never stored in a path or a message.
     cache_dir : str or path, optional
-        The builder's ``cache_dir`` (default: the ``datasets`` cache).
+        The builder's ``cache_dir`` (default: ``$INAT_FL_CACHE``, else the ``datasets`` cache).
     **overrides
         Config fields, e.g. ``min_client_size=32``.
     """
@@ -306,19 +331,15 @@ class ClientStream:
             config = config_for(config, **overrides)
         self.config = config
         self.data_dir = str(data_dir)
-        self._storage_options = dict(storage_options or {})
-        root = str(cache_dir or datasets.config.HF_DATASETS_CACHE)
-        if "://" in root:  # as the builder does: manifests stay on local disk
-            root = str(datasets.config.HF_DATASETS_CACHE)
-        self._cache = Path(os.path.expanduser(root)) / "inaturalist_fl"
-        options = self._storage_options or None
-        self._folder = manifest_folder(self._cache, config, manifest_fingerprint(self.data_dir, config, options))
-        if not (self._folder / "info.json").exists():  # build and cache it
-            load_or_build_manifest(self.data_dir, config, options, self._cache)
-        self._index = pq.read_table(self._folder / "clients.parquet")
-        info = json.loads((self._folder / "info.json").read_text())
-        self.label_names: tuple[str, ...] = tuple(info["label_names"])
-        self._parquet = pq.ParquetFile(self._folder / "manifest.parquet")
+        self._source = storage.resolve(self.data_dir, storage_options)  # resolved once, here
+        key = locate(self._source, config, cache_dir)  # the builder's cache: built once for both
+        if not key.is_built():
+            load_or_build(key, self._source)
+        self._index = pq.read_table(key.folder / "clients.parquet")
+        self.label_names: tuple[str, ...] = key.label_names()
+        self.manifest_file = key.parquet_file
+        """The cached manifest's Parquet file (client-aligned row groups) that :meth:`rows` reads."""
+        self._manifest_rows = pq.ParquetFile(key.parquet_file)
 
     @property
     def num_clients(self) -> int:
@@ -338,11 +359,11 @@ class ClientStream:
     def rows(self, client_id: int, split: str = "train") -> pa.Table:
         """One client's manifest rows of ``split``, read from that client's Parquet row groups only."""
         self.client_size(client_id, split)  # validates
-        return read_client_rows(self._parquet, int(client_id), split)
+        return read_client_rows(self._manifest_rows, int(client_id), split)
 
     def features(self, *, decode: bool = True) -> datasets.Features:
         """The example features (as the prepared dataset has them); ``decode=False`` keeps image bytes."""
-        features = features_for(self.config, self.label_names)
+        features = features_for(self.label_names, with_images=self.config.with_images)
         if "image" in features and not decode:
             features["image"] = datasets.Image(decode=False)
         return features
@@ -375,7 +396,7 @@ class ClientStream:
             If the client is not in the manifest, or ``split`` is neither ``train`` nor ``test``.
         """
         rows = self.rows(client_id, split)
-        loc = storage.resolve(self.data_dir, self._storage_options or None) if self.config.with_images else None
+        loc = self._source if self.config.with_images else None
         return self._decoded(rows, loc, self.features(decode=decode), on_skip)
 
     def _decoded(

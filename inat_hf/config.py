@@ -18,14 +18,13 @@ from typing import Any
 import datasets
 
 from inat_hf.partition import get_partitioner
+from inat_hf.schema import POLICIES, Policy
 from inat_hf.taxonomy import RANKS
 
 PRESET_SCHEMES: tuple[str, ...] = ("user", "geo1k", "dirichlet", "iid")
 """Schemes that have a preset for every rank."""
 
 DEFAULT_CONFIG_NAME = "family_user"
-
-ON_BAD_IMAGE = ("error", "skip")
 
 # Fields that do not change the examples (so they stay out of the fingerprint).
 _NOT_IN_FINGERPRINT = {"name", "version", "data_dir", "data_files", "description"}
@@ -84,13 +83,14 @@ class INatFLConfig(datasets.BuilderConfig):
     client_fraction: float = 1.0
     test_fraction: float = 0.0
     holdout_client_fraction: float = 0.0
-    on_invalid: str = "error"
-    on_bad_image: str = "error"
+    on_invalid: Policy = "error"
+    on_bad_image: Policy = "error"
     max_image_side: int | None = None
     with_images: bool = True
 
     def __post_init__(self) -> None:
-        if not self.name or self.name == "default":
+        given: str | None = vars(self).get("name")  # datasets.BuilderConfig's field, "default" unless given
+        if not given or given == "default":
             self.name = f"{self.rank}_{self.scheme}"
         super().__post_init__()
         validate(self)
@@ -174,8 +174,9 @@ def validate(config: INatFLConfig) -> None:
         config.holdout_client_fraction,
         "a number in [0, 1)",
     )
-    _require(config.on_invalid in ON_BAD_IMAGE, "on_invalid", config.on_invalid, ", ".join(ON_BAD_IMAGE))
-    _require(config.on_bad_image in ON_BAD_IMAGE, "on_bad_image", config.on_bad_image, ", ".join(ON_BAD_IMAGE))
+    for name in ("on_invalid", "on_bad_image"):
+        value = getattr(config, name)
+        _require(value in POLICIES, name, value, ", ".join(POLICIES))
     _require(
         config.max_image_side is None or (_is_int(config.max_image_side) and config.max_image_side >= 16),
         "max_image_side",
@@ -191,11 +192,6 @@ def _fraction(value: Any, low: float, high: float, *, lower_ok: bool = False, up
     above = value >= low if lower_ok else value > low
     below = value <= high if upper_ok else value < high
     return above and below
-
-
-def preset_names() -> list[str]:
-    """Every preset name, ``{rank}_{scheme}``, rank-major."""
-    return [f"{rank}_{scheme}" for rank in RANKS for scheme in PRESET_SCHEMES]
 
 
 def presets() -> list[INatFLConfig]:

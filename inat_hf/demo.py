@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inat_hf.builder import INatFLBuilder
 from inat_hf.clients import ClientData
 from inat_hf.plots import plot_client_sizes, plot_label_heatmap
-from inat_hf.sample import write_sample
+from inat_hf.replica import write_sample
 from inat_hf.stats import compute_stats, format_stats
 
 
@@ -70,7 +69,9 @@ def run_demo(
     overrides = dict(overrides or {})
     if scale == "full":
         overrides.setdefault("with_images", False)
-    builder = INatFLBuilder(config_name=config_name, data_dir=str(replica), cache_dir=str(out / "cache"), **overrides)
+    from inaturalist_fl import INaturalistFL  # the builder's face: its cache is named inaturalist_fl
+
+    builder = INaturalistFL(config_name=config_name, data_dir=str(replica), cache_dir=str(out / "cache"), **overrides)
     say(f"preparing {builder.config.name} with num_proc={num_proc} ...")
     builder.download_and_prepare(num_proc=num_proc)
     sizes = {split: info.num_examples for split, info in (builder.info.splits or {}).items()}

@@ -27,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 
 from inat_hf import storage
 from inat_hf.errors import InatError, StorageAuthError
-from inat_hf.taxonomy import RANKS
+from inat_hf.schema import EXAMPLE_COLUMNS, Policy, check_policy
 
 GROUP_ROWS = 256
 """Most rows whose images are fetched together (one ``fetch_many`` call)."""
@@ -35,22 +35,6 @@ FETCH_AHEAD = 2
 """Groups being fetched while one group is yielded (at most ``(FETCH_AHEAD + 1) * GROUP_ROWS`` images held)."""
 FETCH_WORKERS = 32
 """Requests in flight per group."""
-
-EXAMPLE_COLUMNS: tuple[str, ...] = (
-    "image_id",
-    "client_id",
-    "label",
-    *RANKS,
-    "species_id",
-    "user",
-    "latitude",
-    "longitude",
-    "date",
-    "width",
-    "height",
-    "file_name",
-)
-"""Manifest columns copied into every example (the features, less ``image``)."""
 
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"RIFF", b"BM")
 _JPEG_END = b"\xff\xd9"
@@ -128,24 +112,11 @@ def _fetch(loc: storage.Location, names: list[str]) -> list[bytes | str]:
     return out
 
 
-def row_to_example(row: dict[str, Any], image: bytes | None) -> dict[str, Any]:
-    """The example dict of one manifest row (``image`` omitted when ``None``, for metadata-only configs)."""
-    example = {name: row[name] for name in EXAMPLE_COLUMNS}
-    if image is not None:
-        example["image"] = {"bytes": image, "path": row["file_name"]}
-    return example
-
-
-def _check_policy(on_bad_image: str) -> None:
-    if on_bad_image not in ("error", "skip"):
-        raise ValueError(f"on_bad_image={on_bad_image!r}; choose from error, skip")
-
-
 def iter_examples(
     rows: pa.Table,
     loc: storage.Location | None,
     *,
-    on_bad_image: str = "error",
+    on_bad_image: Policy = "error",
     max_image_side: int | None = None,
     on_skip: SkipHook | None = None,
     group_rows: int = GROUP_ROWS,
@@ -175,7 +146,7 @@ def iter_examples(
     BadImageError
         With ``on_bad_image="error"``: the URL of the file, the reason and the image id.
     """
-    _check_policy(on_bad_image)
+    on_bad_image = check_policy("on_bad_image", on_bad_image)
     starts = range(0, rows.num_rows, max(1, group_rows))
     if loc is None:
         for start in starts:
@@ -209,7 +180,7 @@ def _group_examples(
     group: list[dict[str, Any]],
     images: list[bytes | str],
     loc: storage.Location,
-    on_bad_image: str,
+    on_bad_image: Policy,
     max_image_side: int | None,
     on_skip: SkipHook | None,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -225,7 +196,8 @@ def _group_examples(
             if on_skip is not None:
                 on_skip(row["image_id"], row["file_name"], reason)
             continue
+        data = image if isinstance(image, bytes) else b""  # a str is a reason, handled above
         if max_image_side is not None:
-            image = resize_image(image, max_image_side)
-        row["image"] = {"bytes": image, "path": row["file_name"]}
+            data = resize_image(data, max_image_side)
+        row["image"] = {"bytes": data, "path": row["file_name"]}
         yield example_key(row), row

@@ -27,7 +27,7 @@ import numbers
 import datasets
 
 from inat_hf.builder import INatFLBuilder
-from inat_hf.clients import ClientData
+from inat_hf.clients import ClientData, has_indices_mapping
 
 try:
     from flwr_datasets.partitioner import Partitioner
@@ -72,7 +72,7 @@ class INatPartitioner(Partitioner):
             clients are otherwise not contiguous.
         """
         if self._clients is None:
-            if self.dataset._indices is not None:
+            if has_indices_mapping(self.dataset):
                 raise ValueError(
                     "the dataset was shuffled or filtered (it carries an indices mapping), so its clients are no "
                     "longer contiguous: give INatPartitioner the split as prepared, e.g. "

@@ -31,7 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
-from inat_hf.manifest import SPLITS, Manifest
+from inat_hf.manifest import Manifest
+from inat_hf.schema import SPLITS
 
 
 @dataclass(frozen=True)
@@ -161,8 +162,7 @@ def label_skew(
     q_pair = q[pair_label]
     abs_sum = np.bincount(pair_client, weights=np.abs(p - q_pair), minlength=num_clients)
     q_sum = np.bincount(pair_client, weights=q_pair, minlength=num_clients)
-    tv = 0.5 * (abs_sum + 1.0 - q_sum)
-    tv = np.where(sizes > 0, np.clip(tv, 0.0, 1.0), np.nan)
+    tv: NDArray[np.float64] = np.where(sizes > 0, np.clip(0.5 * (abs_sum + 1.0 - q_sum), 0.0, 1.0), np.nan)
     return tv, classes, sizes
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from inat_hf.report import metadata_report
+from inat_hf.metadata.report import metadata_report
 from inat_hf.taxonomy import RANKS
 
 

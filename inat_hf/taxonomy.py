@@ -35,34 +35,6 @@ from inat_hf.errors import MetadataError
 RANKS: tuple[str, ...] = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 """The seven taxonomic ranks, coarse to fine. ``species`` is the category's scientific ``name``."""
 
-OFFICIAL_RANK_COUNTS: Mapping[str, int] = {
-    "kingdom": 3,
-    "phylum": 13,
-    "class": 51,
-    "order": 273,
-    "family": 1103,
-    "genus": 4884,
-    "species": 10000,
-}
-"""Distinct names per rank in the official iNat 2021 categories."""
-
-PHYLUM_KINGDOM: Mapping[str, str] = {
-    "Annelida": "Animalia",
-    "Arthropoda": "Animalia",
-    "Chordata": "Animalia",
-    "Cnidaria": "Animalia",
-    "Echinodermata": "Animalia",
-    "Mollusca": "Animalia",
-    "Ascomycota": "Fungi",
-    "Basidiomycota": "Fungi",
-    "Bryophyta": "Plantae",
-    "Chlorophyta": "Plantae",
-    "Marchantiophyta": "Plantae",
-    "Rhodophyta": "Plantae",
-    "Tracheophyta": "Plantae",
-}
-"""The 13 phyla of iNat 2021 and their kingdoms."""
-
 KINGDOM_ID_RANGES: Mapping[str, tuple[int, int]] = {
     "Animalia": (0, 5387),
     "Fungi": (5388, 5728),

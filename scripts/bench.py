@@ -169,7 +169,7 @@ def _run_child(which: str, path: Path) -> dict:
 def _ensure_replica(data: Path, scale: str) -> Path:
     train = data / "train.json"
     if not train.exists():
-        from inat_hf.sample import write_sample
+        from inat_hf.replica import write_sample
 
         print(f"writing the {scale!r} replica's metadata to {data} ...", file=sys.stderr)
         write_sample(str(data), scale=scale, metadata_only=True, progress=True)

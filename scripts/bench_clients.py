@@ -114,7 +114,7 @@ def _prepare(params: dict[str, Any], num_proc: int | None) -> dict[str, Any]:
     """Write the replica's metadata if missing, then prepare the metadata-only dataset (cached)."""
     data = Path(params["data"])
     if not (data / "train.json").exists():
-        from inat_hf.sample import write_sample
+        from inat_hf.replica import write_sample
 
         print(f"writing the {params['scale']!r} replica's metadata to {data} ...", file=sys.stderr)
         write_sample(str(data), scale=params["scale"], metadata_only=True, progress=True)

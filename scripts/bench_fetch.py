@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from azurite_server import Azurite, azurite
+from inat_hf.testing.azurite import AzuriteServer, running_azurite
 
 CONTAINER = "bench"
 TARGET_RATIO = 0.8
@@ -49,7 +49,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 class _Meter:
     """Wall time, CPU time of this process and its finished children, and Azurite's CPU time, over a block."""
 
-    def __init__(self, server: Azurite) -> None:
+    def __init__(self, server: AzuriteServer) -> None:
         self.server = server
 
     @staticmethod
@@ -74,7 +74,7 @@ class _Meter:
                 "azurite_cpu_ms_per_image": 1000 * self.azurite_cpu / images}  # fmt: skip
 
 
-def raw_download(server: Azurite, prefix: str, workers: int) -> dict[str, Any]:
+def raw_download(server: AzuriteServer, prefix: str, workers: int) -> dict[str, Any]:
     """Download every ``.jpg`` blob under ``prefix`` with azure-storage-blob from a thread pool."""
     from azure.storage.blob import BlobServiceClient
 
@@ -86,7 +86,7 @@ def raw_download(server: Azurite, prefix: str, workers: int) -> dict[str, Any]:
     return meter.result(len(sizes), bytes=sum(sizes))
 
 
-def prepare(url: str, server: Azurite, num_proc: int, cache_dir: Path) -> dict[str, Any]:
+def prepare(url: str, server: AzuriteServer, num_proc: int, cache_dir: Path) -> dict[str, Any]:
     """Time ``download_and_prepare`` of ``family_user`` from Azurite in a fresh cache (after the manifest)."""
     from inaturalist_fl import INaturalistFL
 
@@ -111,14 +111,14 @@ def bench_fetch(args: argparse.Namespace) -> dict[str, Any]:
     """Run the benchmark (see the module docstring); print a table and one JSON line."""
     import datasets
 
-    from inat_hf.sample import write_sample
+    from inat_hf.replica import write_sample
 
     datasets.disable_progress_bars()
     work = Path(tempfile.mkdtemp(prefix="inat-bench-fetch-"))
     raw: list[dict[str, Any]] = []
     runs: dict[int, list[dict[str, Any]]] = {n: [] for n in args.num_proc}
     try:
-        with azurite(work) as server:
+        with running_azurite(work) as server:
             from azure.storage.blob import BlobServiceClient
 
             connection_string = server.connection_string

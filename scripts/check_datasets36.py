@@ -15,9 +15,9 @@ from pathlib import Path
 import adlfs
 import datasets
 import fsspec
-from azurite_server import azurite, azurite_binary
 
-from inat_hf.sample import write_sample
+from inat_hf.replica import write_sample
+from inat_hf.testing.azurite import AzuriteNotInstalled, azurite_binary, running_azurite
 
 SCRIPT = str(Path(__file__).resolve().parents[1] / "inaturalist_fl.py")
 
@@ -30,13 +30,15 @@ def check(what: str, got: object, expected: object) -> bool:
 
 def check_azure(tmp: Path, counts: object) -> bool:
     """The same load from Azurite (az://, adlfs with datasets 3.6's fsspec), if Azurite is installed."""
-    if azurite_binary() is None:
-        print("skip az:// (Azurite is not installed: npm install --prefix .tools azurite@3.35.0)")
+    try:
+        azurite_binary()
+    except AzuriteNotInstalled as missing:
+        print(f"skip az:// ({missing})")
         return True
     from azure.storage.blob import BlobServiceClient
 
     (tmp / "az").mkdir()
-    with azurite(tmp / "az") as server:
+    with running_azurite(tmp / "az") as server:
         connection_string = server.connection_string
         with BlobServiceClient.from_connection_string(connection_string) as service:
             service.create_container("ds36")

@@ -1,4 +1,4 @@
-"""Fine-tune a ViT on iNat-FL, centrally or federated (FedAvg / FedAvgM), or measure what bounds training.
+r"""Fine-tune a ViT on iNat-FL, centrally or federated (FedAvg / FedAvgM), or measure what bounds training.
 
     # the small replica, prepared by the builder, a tiny random ViT, 5 FedAvg rounds of 10 clients
     inat-fl sample out/small --scale small
@@ -44,11 +44,11 @@ from matplotlib.figure import Figure
 
 from inat_hf.cli import parse_overrides, parse_storage_options
 from inat_hf.clients import ClientData
-from inat_hf.fedavg import (
+from inat_hf.train.fedavg import (
     FedAvgSettings,
     run_fedavg,
 )
-from inat_hf.training import (
+from inat_hf.train.training import (
     DEFAULT_CHECKPOINT,
     VIT_SIZES,
     LocalSettings,
@@ -124,7 +124,7 @@ def load_splits(args: argparse.Namespace) -> tuple[datasets.Dataset, datasets.Da
             raise SystemExit("--export needs --images: the URL of your copy of the images")
         if overrides:
             raise SystemExit("--set does not apply to --export: an export holds the configs it was made with")
-        from inat_hf.export import attach_images
+        from inat_hf.hub.export import attach_images
 
         splits = datasets.load_dataset(args.export, args.config, cache_dir=args.cache_dir)
         return tuple(attach_images(splits[name], args.images, options) for name in ("train", "validation"))

@@ -23,8 +23,10 @@ if [ ! -x .tools/node_modules/.bin/azurite-blob ]; then
 fi
 export AZURITE_BLOB_BIN="$PWD/.tools/node_modules/.bin/azurite-blob"
 
-ruff check inat_hf tests scripts
-ruff format --check inat_hf tests scripts
+# Lint (ruff, with numpy-style docstrings on public names) and types (mypy over inat_hf and inaturalist_fl.py).
+ruff check inat_hf tests scripts inaturalist_fl.py
+ruff format --check inat_hf tests scripts inaturalist_fl.py
+mypy
 
 set +e
 python -m pytest -q "$@"

@@ -18,10 +18,11 @@ import pyarrow.compute as pc
 import pytest
 from PIL import Image
 
-from inat_hf.builder import plan_shards, skipped_rows
-from inat_hf.examples import BadImageError, check_image, example_key
-from inat_hf.manifest import SPLITS
+from inat_hf.builder import skipped_rows
+from inat_hf.examples import BadImageError, check_image, example_key, iter_examples
+from inat_hf.manifest import plan_shards, read_rows
 from inat_hf.metadata import load_metadata
+from inat_hf.schema import SPLITS
 from inaturalist_fl import INaturalistFL
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,12 +87,16 @@ def test_no_image_in_two_splits(rows):
 
 
 def test_keys_are_stable_unique_and_name_client_and_image(prepared, rows):
+    """The builder's examples are ``iter_examples`` over its shards of the cached manifest, keyed by example_key."""
     builder = prepared[1]
-    for generator in builder._split_generators(None):
-        keys = [key for key, _ in builder._generate_examples(**generator.gen_kwargs)]
-        again = [key for key, _ in builder._generate_examples(**generator.gen_kwargs)]
+    for split in SPLITS:
+        shards = plan_shards(builder.manifest, split)
+        if not shards:  # no rows in this split
+            continue
+        keys = [key for key, _ in iter_examples(read_rows(builder.manifest_key.parquet_file, shards), builder.source)]
+        again = [key for key, _ in iter_examples(read_rows(builder.manifest_key.parquet_file, shards), builder.source)]
         assert keys == again and len(set(keys)) == len(keys)
-        assert keys == [example_key(row) for row in rows[str(generator.name)]]
+        assert keys == [example_key(row) for row in rows[split]]
 
 
 def test_every_client_is_one_contiguous_run(rows):

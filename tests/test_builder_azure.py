@@ -13,8 +13,8 @@ import pytest
 
 from inat_hf.builder import skipped_rows
 from inat_hf.examples import BadImageError
-from inat_hf.manifest import SPLITS
-from inat_hf.sample import write_sample
+from inat_hf.replica import write_sample
+from inat_hf.schema import SPLITS
 from inaturalist_fl import INaturalistFL
 
 pytestmark = pytest.mark.azurite

@@ -16,9 +16,10 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard
 from PIL import Image
 
-from inat_hf.card import (
+from inat_hf.cli import main
+from inat_hf.config import config_for
+from inat_hf.hub.card import (
     CARD_CONFIGS,
-    REPLICA_NOTICE_TITLE,
     ConfigCard,
     card_data,
     card_from_data,
@@ -27,9 +28,9 @@ from inat_hf.card import (
     render_card,
     size_category,
 )
-from inat_hf.cli import main
-from inat_hf.config import config_for
-from inat_hf.manifest import SPLITS, load_or_build_manifest
+from inat_hf.manifest import load_or_build_manifest
+from inat_hf.metadata import load_metadata
+from inat_hf.schema import SPLITS
 from inat_hf.stats import compute_stats
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -162,11 +163,11 @@ def test_figure_is_a_small_png_linked_relatively(rendered):
 def test_replica_notice_only_when_asked(rendered, reference_stats, small_metadata):
     text, _ = rendered
     body = text.split("\n---\n", 1)[1]
-    assert body.index(REPLICA_NOTICE_TITLE) < body.index("## Configurations") and NOTE in body
+    assert body.index("Numbers from the synthetic replica") < body.index("## Configurations") and NOTE in body
     assert "inat-fl card --data-dir" in body
     cards = [ConfigCard.from_stats(config_for(name), stats) for name, stats in reference_stats.items()]
     plain = render_card(cards, rank_counts={}, split_sizes={"train": 1}, users=1, figure=None, replica_note=None)
-    assert REPLICA_NOTICE_TITLE not in plain and "![" not in plain
+    assert "Numbers from the synthetic replica" not in plain and "![" not in plain
     assert MetadataConfigs.from_dataset_card_data(DatasetCard(plain).data).get_default_config_name() == "family_user"
 
 
@@ -235,7 +236,7 @@ def test_card_of_an_export_writes_its_figure_through_fsspec(small_metadata, refe
     manifest = load_or_build_manifest(small_metadata.url, config_for("class_geo1k"), cache_dir=tmp_path)
     files = {"train": "data/class_geo1k/train-*.parquet"}
     out = storage.resolve("memory://card-export-test")
-    text = card_from_exports([(config_for("class_geo1k"), manifest, files)], small_metadata.url, out)
+    text = card_from_exports([(config_for("class_geo1k"), manifest, files)], load_metadata(small_metadata.url), out)
     assert out.fs.cat_file(out.path("assets/client_sizes_class_geo1k.png"))[:8] == b"\x89PNG\r\n\x1a\n"
     configs = MetadataConfigs.from_dataset_card_data(DatasetCard(text).data)
     assert configs == {"class_geo1k": {"data_files": [{"split": "train", "path": files["train"]}], "default": True}}

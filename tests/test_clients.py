@@ -10,9 +10,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-import inat_hf.manifest as manifest_module
+import inat_hf.manifest.layout as layout_module
 from inat_hf import ClientData
-from inat_hf.clients import ClientStream, client_runs, contiguous_slice, stream_client
+from inat_hf.clients import (
+    DATASET_STATE,
+    ClientStream,
+    client_runs,
+    contiguous_slice,
+    dataset_fingerprint,
+    has_indices_mapping,
+    stream_client,
+)
 from inaturalist_fl import INaturalistFL
 
 
@@ -69,7 +77,7 @@ def test_every_client_is_a_contiguous_slice_of_its_rows(prepared, train):
     for cid, part in train.items():
         expected = prepared.manifest.client_rows(cid, "train")
         offset, length = train.client_range(cid)
-        assert part._indices is None
+        assert not has_indices_mapping(part)
         assert part.num_rows == length == expected.num_rows
         assert part.cache_files == train.dataset.cache_files  # the same memory-mapped files: no copy
         assert part["image_id"] == expected["image_id"].to_pylist()
@@ -82,10 +90,21 @@ def test_every_client_is_a_contiguous_slice_of_its_rows(prepared, train):
     assert seen == train.dataset["image_id"]  # the clients tile the split, in order
 
 
+def test_datasets_still_has_the_state_that_contiguous_slice_sets(train):
+    """contiguous_slice is the one place that uses datasets' private state: this fails if datasets changes it."""
+    state = vars(train.dataset)
+    missing = [name for name in DATASET_STATE if name not in state]
+    assert not missing, f"datasets no longer has {missing}: update inat_hf.clients.contiguous_slice"
+    part = contiguous_slice(train.dataset, 3, 4, "f" * 16)
+    reference = train.dataset.select(range(3, 7))
+    assert part[:] == reference[:] and part.features == reference.features and part.format == reference.format
+    assert dataset_fingerprint(part) == "f" * 16 and not has_indices_mapping(part)
+
+
 def test_a_client_is_a_full_dataset(train):
     part = train.client(1)
-    assert part._fingerprint != train.dataset._fingerprint != train.client(2)._fingerprint
-    assert part._fingerprint == train.client(1)._fingerprint
+    assert dataset_fingerprint(part) != dataset_fingerprint(train.dataset) != dataset_fingerprint(train.client(2))
+    assert dataset_fingerprint(part) == dataset_fingerprint(train.client(1))
     doubled = part.map(lambda row: {"twice": row["label"] * 2}, remove_columns=["image"])
     assert doubled["twice"] == [2 * label for label in part["label"]]
     assert train.dataset.column_names[0] == "image" and "twice" not in train.dataset.column_names
@@ -203,9 +222,10 @@ def test_stream_of_test_rows_and_errors(with_test, tiny_replica, cache_dir):
 
 
 def test_stream_reads_only_the_clients_row_groups(tiny_replica, tmp_path, monkeypatch):
-    monkeypatch.setattr(manifest_module, "ROW_GROUP_ROWS", 1)  # one row group per client run
+    monkeypatch.setattr(layout_module, "MANIFEST_ROW_GROUP_ROWS", 1)  # one row group per client run
     stream = ClientStream(tiny_replica.url, "family_user", cache_dir=tmp_path, with_images=False)
-    assert stream._parquet.metadata.num_row_groups >= 10
+    manifest = pq.ParquetFile(stream.manifest_file)
+    assert manifest.metadata.num_row_groups >= 10
     read: list[list[int]] = []
     original = pq.ParquetFile.read_row_groups
 
@@ -215,8 +235,8 @@ def test_stream_reads_only_the_clients_row_groups(tiny_replica, tmp_path, monkey
 
     monkeypatch.setattr(pq.ParquetFile, "read_row_groups", recording)
     rows = stream.rows(7)
-    group = stream._parquet.metadata.row_group(read[0][0])
-    column = stream._parquet.schema_arrow.get_field_index("client_id")
+    group = manifest.metadata.row_group(read[0][0])
+    column = manifest.schema_arrow.get_field_index("client_id")
     assert len(read) == 1 and len(read[0]) == 1
     assert group.column(column).statistics.min == group.column(column).statistics.max == 7
     assert rows.num_rows == group.num_rows == 30
@@ -228,7 +248,7 @@ def test_stream_from_azure_reads_only_that_clients_blobs(az_container, tiny_repl
     from adlfs import AzureBlobFileSystem
 
     url, options = f"{az_container.url}/inat/2021", az_container.storage_options
-    from inat_hf.sample import write_sample
+    from inat_hf.replica import write_sample
 
     write_sample(url, scale="tiny", seed=0, storage_options=options)
     stream = ClientStream(url, "family_user", storage_options=options, cache_dir=tmp_path)  # builds the manifest

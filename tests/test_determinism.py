@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 from reliability import record
 
-import inat_hf.manifest as manifest_module
+import inat_hf.manifest.cache as manifest_module
+from inat_hf import storage
 from inat_hf.config import INatFLConfig, config_for
-from inat_hf.manifest import load_or_build_manifest, manifest_fingerprint, manifest_folder
-from inat_hf.sample import write_sample
+from inat_hf.manifest import load_or_build_manifest, locate, manifest_fingerprint
+from inat_hf.replica import write_sample
 from inaturalist_fl import INaturalistFL
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -37,14 +38,19 @@ SCHEMES: dict[str, dict] = {
 MANIFEST_FILES = ("manifest.parquet", "clients.parquet", "dropped.parquet", "info.json")
 
 
+def fingerprint(url: str, config: INatFLConfig, storage_options: dict[str, str] | None = None) -> str:
+    """The manifest fingerprint of ``config`` over the metadata at ``url``."""
+    return manifest_fingerprint(storage.resolve(url, storage_options), config)
+
+
 def config_of(scheme: str, **extra: object) -> INatFLConfig:
     return config_for(f"family_{scheme}", **{**SCHEMES[scheme], **extra})
 
 
 def manifest_bytes(url: str, config: INatFLConfig, cache: Path) -> dict[str, bytes]:
     """Build (or read) the manifest and return the bytes of each of its files."""
-    manifest = load_or_build_manifest(url, config, cache_dir=str(cache))
-    folder = manifest_folder(cache, config, manifest.fingerprint)
+    load_or_build_manifest(url, config, cache_dir=str(cache))
+    folder = locate(storage.resolve(url), config, cache).folder
     assert sorted(p.name for p in folder.iterdir()) == sorted(MANIFEST_FILES)
     return {name: (folder / name).read_bytes() for name in MANIFEST_FILES}
 
@@ -58,14 +64,15 @@ _SUBPROCESS = textwrap.dedent(
     import hashlib, json, sys
     from pathlib import Path
     from inat_hf.config import config_for
-    from inat_hf.manifest import MANIFEST_VERSION, load_or_build_manifest, manifest_folder
+    from inat_hf import storage
+    from inat_hf.manifest import load_or_build_manifest, locate
 
     url, cache, configs = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
     out = {}
     for scheme, fields in configs.items():
         config = config_for(f"family_{scheme}", **fields)
-        manifest = load_or_build_manifest(url, config, cache_dir=str(cache))
-        folder = manifest_folder(cache, config, manifest.fingerprint)
+        load_or_build_manifest(url, config, cache_dir=str(cache))
+        folder = locate(storage.resolve(url), config, cache).folder
         names = ("manifest.parquet", "clients.parquet", "dropped.parquet", "info.json")
         out[scheme] = hashlib.sha256(b"".join((folder / n).read_bytes() for n in names)).hexdigest()[:16]
     print(json.dumps(out))
@@ -114,7 +121,7 @@ def _assignment(url: str, config: INatFLConfig, cache: Path) -> dict[int, tuple[
 def test_other_seeds_give_other_partitions(small_metadata, tmp_path, scheme):
     url = small_metadata.url
     by_seed = {seed: _assignment(url, config_of(scheme, seed=seed), tmp_path) for seed in (0, 1, 2)}
-    fingerprints = {manifest_fingerprint(url, config_of(scheme, seed=seed)) for seed in by_seed}
+    fingerprints = {fingerprint(url, config_of(scheme, seed=seed)) for seed in by_seed}
     assert len(fingerprints) == 3
     moved = []
     for seed in (1, 2):
@@ -201,22 +208,22 @@ def test_the_fingerprint_scheme_is_documented():
 def test_the_fingerprint_ignores_url_spelling_and_follows_content(small_metadata, tmp_path, monkeypatch):
     base = Path(small_metadata.url)
     config = config_of("user")
-    reference = manifest_fingerprint(str(base), config)
+    reference = fingerprint(str(base), config)
     relative = os.path.relpath(base)
     spellings = [f"{base}/", f"file://{base}", relative, str(base / "." / "")]
-    assert all(manifest_fingerprint(url, config) == reference for url in spellings)
-    assert manifest_fingerprint(str(base), config_of("user", seed=1)) != reference
+    assert all(fingerprint(url, config) == reference for url in spellings)
+    assert fingerprint(str(base), config_of("user", seed=1)) != reference
     copy = tmp_path / "copy"
     copy.mkdir()
     for name in ("train.json", "val.json"):
         (copy / name).write_bytes((base / name).read_bytes())
         original = (base / name).stat()
         os.utime(copy / name, ns=(original.st_atime_ns, original.st_mtime_ns))
-    same_version = manifest_fingerprint(str(copy), config)
+    same_version = fingerprint(str(copy), config)
     (copy / "val.json").write_bytes((copy / "val.json").read_bytes() + b"\n")  # another size and mtime
-    changed = manifest_fingerprint(str(copy), config)
+    changed = fingerprint(str(copy), config)
     monkeypatch.setattr(manifest_module, "MANIFEST_VERSION", manifest_module.MANIFEST_VERSION + 1)
-    bumped = manifest_fingerprint(str(base), config)
+    bumped = fingerprint(str(base), config)
     assert same_version == reference and changed != reference and bumped != reference
     record(
         "determinism",
@@ -242,8 +249,8 @@ def test_the_fingerprint_is_the_same_with_a_key_or_a_sas(azurite, az_container):
     )
     with_sas = {"connection_string": f"BlobEndpoint={azurite.blob_endpoint};SharedAccessSignature={sas}"}
     config = config_of("user")
-    by_key = manifest_fingerprint(url, config, az_container.storage_options)
-    by_sas = manifest_fingerprint(url, config, with_sas)
+    by_key = fingerprint(url, config, az_container.storage_options)
+    by_sas = fingerprint(url, config, with_sas)
     assert by_key == by_sas
     record(
         "determinism",

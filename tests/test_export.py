@@ -6,11 +6,12 @@ import datasets
 import pyarrow.parquet as pq
 import pytest
 
-import inat_hf.export as export_module
+import inat_hf.hub.export as export_module
+import inat_hf.manifest.layout as layout_module
 from inat_hf import load_metadata
 from inat_hf.config import config_for
-from inat_hf.export import attach_images, export_dataset, pseudonym, read_client
-from inat_hf.hub import plan_push
+from inat_hf.hub.export import attach_images, export_dataset, pseudonym, read_client
+from inat_hf.hub.push import plan_push
 from inat_hf.manifest import load_or_build_manifest
 from inaturalist_fl import INaturalistFL
 
@@ -57,7 +58,7 @@ def test_manifest_only_and_pseudonymous_by_default(exported, small_metadata):
 
 
 def test_one_client_reads_only_its_row_groups(small_metadata, tmp_path, monkeypatch):
-    monkeypatch.setattr(export_module, "ROW_GROUP_ROWS", 100)
+    monkeypatch.setattr(layout_module, "EXPORT_ROW_GROUP_ROWS", 100)
     out = tmp_path / "export"
     export_dataset(str(out), small_metadata.url, ["family_user"], cache_dir=str(tmp_path / "cache"))
     path = out / "data" / "family_user" / "train-00000-of-00001.parquet"

@@ -7,26 +7,25 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
 import threading
-import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import datasets
 import pytest
-from conftest import AZURITE_START_TIMEOUT_S, AzuriteServer, _azurite_binary, _free_port, _port_answers
 from faultproxy import FaultProxy
 from reliability import record
 
 from inat_hf import storage
 from inat_hf.errors import StorageError
 from inat_hf.metadata import load_metadata
-from inat_hf.sample import write_sample
+from inat_hf.replica import write_sample
+from inat_hf.testing.azurite import AzuriteServer
 from inaturalist_fl import INaturalistFL
 
 pytestmark = pytest.mark.azurite
@@ -162,53 +161,37 @@ class StopAfter:
 @pytest.fixture
 def quick(monkeypatch: pytest.MonkeyPatch) -> None:
     """Short backoffs and Azure timeouts, so that giving up takes seconds; counters at zero."""
-    monkeypatch.setattr(storage, "RETRY_BASE_DELAY", 0.05)
-    monkeypatch.setattr(storage, "RETRY_MAX_DELAY", 0.2)
-    monkeypatch.setattr(storage, "AZURE_CONNECTION_TIMEOUT", 2.0)
-    monkeypatch.setattr(storage, "AZURE_READ_TIMEOUT", 2.0)
-    monkeypatch.setattr(storage, "RETRY_DEADLINE", 6.0)  # a silent endpoint: 3 read timeouts, then no retry
+    monkeypatch.setattr(storage.retry, "RETRY_BASE_DELAY", 0.05)
+    monkeypatch.setattr(storage.retry, "RETRY_MAX_DELAY", 0.2)
+    monkeypatch.setattr(storage.azure, "AZURE_CONNECTION_TIMEOUT", 2.0)
+    monkeypatch.setattr(storage.azure, "AZURE_READ_TIMEOUT", 2.0)
+    monkeypatch.setattr(storage.retry, "RETRY_DEADLINE", 6.0)  # a silent endpoint: 3 read timeouts, then no retry
     storage.STATS.reset()
 
 
 # --- an Azurite of our own, stopped and started again ------------------------------------------------------
 
 
-class OwnAzurite:
-    """Azurite on a port of its own, its data in ``folder`` (``--location``) so that it survives a restart."""
+@dataclass
+class OwnAzurite(AzuriteServer):
+    """Azurite on a port of its own, its data in ``workdir`` so that it survives a restart; counts its
+    starts and stops."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.server = folder, AzuriteServer(port=_free_port())
-        self.process: subprocess.Popen | None = None
-        self.starts = self.stops = 0
+    starts: int = 0
+    stops: int = 0
+
+    @property
+    def server(self) -> AzuriteServer:
+        return self
 
     def start(self) -> None:
-        command = [_azurite_binary(), "--blobHost", "127.0.0.1", "--blobPort", str(self.server.port),
-                   "--location", str(self.folder / "data"), "--silent", "--disableTelemetry",
-                   "--skipApiVersionCheck"]  # fmt: skip
-        with (self.folder / "azurite.log").open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + AZURITE_START_TIMEOUT_S
-        while not _port_answers(self.server.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Azurite did not start again; see {self.folder / 'azurite.log'}")
-            time.sleep(0.05)
+        super().start()
         self.starts += 1
 
     def stop(self) -> None:
-        """Stop it the way a service stops (SIGTERM: it saves its data), killing it after 10 s."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.stops += 1
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        if self.running:
+            super().stop()
+            self.stops += 1
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +231,7 @@ def test_azurite_stopped_mid_prepare_fails_with_a_storage_error_and_a_rerun_comp
 ):
     url, counts = own_replica
     options = azurite_back.server.storage_options()
-    monkeypatch.setattr(storage, "DEFAULT_RETRIES", 2)
+    monkeypatch.setattr(storage.retry, "DEFAULT_RETRIES", 2)
     stopper, stops = StopAfter(monkeypatch, after=3 * CHUNK, action=azurite_back.stop), azurite_back.stops
 
     with (
@@ -280,10 +263,10 @@ def test_azurite_restarted_within_the_retry_budget_lets_prepare_complete(
     azurite_back, own_replica, quick, monkeypatch, caplog, tmp_path
 ):
     url, counts = own_replica
-    monkeypatch.setattr(storage, "DEFAULT_RETRIES", 8)
-    monkeypatch.setattr(storage, "RETRY_BASE_DELAY", 0.5)
-    monkeypatch.setattr(storage, "RETRY_MAX_DELAY", 4.0)  # 8 retries wait 11 to 23 s in all: Azurite needs ~2
-    monkeypatch.setattr(storage, "RETRY_DEADLINE", 60.0)
+    monkeypatch.setattr(storage.retry, "DEFAULT_RETRIES", 8)
+    monkeypatch.setattr(storage.retry, "RETRY_BASE_DELAY", 0.5)
+    monkeypatch.setattr(storage.retry, "RETRY_MAX_DELAY", 4.0)  # 8 retries wait 11 to 23 s in all: Azurite needs ~2
+    monkeypatch.setattr(storage.retry, "RETRY_DEADLINE", 60.0)
     restarts: list[threading.Timer] = []
 
     def stop_then_restart() -> None:
@@ -352,7 +335,7 @@ def test_transient_resets_are_retried_for_metadata_and_prepare(azurite, replica,
         table = bounded(lambda: load_metadata(url, options))
     assert table.num_rows == counts.train_images + counts.val_images
     assert proxy.counters.resets == 2 and storage.STATS.retries >= 1 and storage.STATS.failures == 0
-    assert f"{url}/" in caplog.text and "retry 1 of 3" in caplog.text
+    assert f"{url}: " in caplog.text and "retry 1 of 3" in caplog.text  # the first request lists the folder
     assert azurite.account_key not in caplog.text
     metadata_retries = storage.STATS.retries
 
@@ -523,9 +506,9 @@ def test_an_endpoint_that_goes_silent_mid_prepare_fails_in_bounded_time(
 
 def test_storage_options_override_the_azure_client_bounds(azurite, replica, proxy, monkeypatch):
     url, _ = replica
-    monkeypatch.setattr(storage, "RETRY_BASE_DELAY", 0.05)
-    monkeypatch.setattr(storage, "DEFAULT_RETRIES", 1)
-    monkeypatch.setattr(storage, "RETRY_DEADLINE", 60.0)
+    monkeypatch.setattr(storage.retry, "RETRY_BASE_DELAY", 0.05)
+    monkeypatch.setattr(storage.retry, "DEFAULT_RETRIES", 1)
+    monkeypatch.setattr(storage.retry, "RETRY_DEADLINE", 60.0)
     storage.STATS.reset()
     options = {**proxied(azurite, proxy), "read_timeout": 1, "retry_total": 0}
     loc = storage.resolve(url, options)

@@ -26,7 +26,8 @@ import torch
 from PIL import Image
 
 from inat_hf import ClientData
-from inat_hf.fedavg import (
+from inat_hf.replica import write_sample
+from inat_hf.train.fedavg import (
     FedAvgSettings,
     WeightedAverage,
     client_seed,
@@ -34,8 +35,7 @@ from inat_hf.fedavg import (
     run_fedavg,
     server_update,
 )
-from inat_hf.sample import write_sample
-from inat_hf.training import (
+from inat_hf.train.training import (
     LocalSettings,
     autocast_dtype,
     evaluate,
@@ -391,7 +391,7 @@ def test_script_bench_pipeline_measures_pipeline_and_model(script, prepared, tmp
 
 
 def test_script_trains_on_an_export_plus_images(script, prepared, clients, tmp_path):
-    from inat_hf.export import export_dataset
+    from inat_hf.hub.export import export_dataset
 
     export_dataset(str(tmp_path / "export"), prepared.url, ["family_user"], cache_dir=prepared.cache)
     out = tmp_path / "out"

@@ -11,6 +11,7 @@ from flwr_datasets import FederatedDataset
 from flwr_datasets.partitioner import NaturalIdPartitioner, Partitioner
 
 from inat_hf import ClientData
+from inat_hf.clients import has_indices_mapping
 from inat_hf.flower import INatPartitioner
 from inaturalist_fl import INaturalistFL
 
@@ -38,7 +39,7 @@ def test_partitions_are_the_clients(prepared, tiny_replica):
     for pid in range(partitioner.num_partitions):
         partition = partitioner.load_partition(pid)
         assert partitioner.partition_id_to_client_id(pid) == pid
-        assert partition._indices is None
+        assert not has_indices_mapping(partition)
         assert _ids(partition) == _ids(clients.client(pid))
         assert set(partition["client_id"]) == {pid}
 

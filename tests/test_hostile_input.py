@@ -34,13 +34,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reliability import record
 
-import inat_hf.official_json as official_json
+import inat_hf.metadata.json_stream as official_json
 from inat_hf import MetadataError, StorageError, load_metadata, metadata_report
 from inat_hf.builder import skipped_rows
 from inat_hf.examples import BadImageError
 from inaturalist_fl import INaturalistFL
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "tfds_dummy"
+REFERENCE = Path(__file__).resolve().parent / "data" / "tfds_dummy"
 ON_INVALID = ("error", "skip")
 PROPERTY_SETTINGS = settings(
     max_examples=150,
@@ -83,7 +83,7 @@ def bases(tiny_replica) -> dict[str, dict]:
         "annotations": annotations,
         "categories": [c for c in tiny["categories"] if c["id"] in used],
     }
-    return {"tfds_dummy": json.loads((SHARED / "train.json").read_text()), "tiny": subset}
+    return {"tfds_dummy": json.loads((REFERENCE / "train.json").read_text()), "tiny": subset}
 
 
 @pytest.fixture(scope="module")
@@ -408,7 +408,7 @@ def test_mutated_processed_csv_loads_or_raises_metadata_error(csv_rows, workdir)
 
 
 def _official(tmp_path: Path, mutate, name: str = "train.json") -> Path:
-    doc = json.loads((SHARED / "train.json").read_text())
+    doc = json.loads((REFERENCE / "train.json").read_text())
     mutate(doc)
     path = tmp_path / name
     path.write_text(json.dumps(doc))
@@ -467,7 +467,7 @@ def test_bad_optional_numbers_become_null_and_are_counted(tmp_path, case, value)
 
 
 def test_invalid_utf8_inside_a_string_is_a_metadata_error(tmp_path):
-    data = (SHARED / "train.json").read_bytes().replace(b"Michelle S. Koo", b"Michelle S. K\xffo", 1)
+    data = (REFERENCE / "train.json").read_bytes().replace(b"Michelle S. Koo", b"Michelle S. K\xffo", 1)
     path = tmp_path / "train.json"
     path.write_bytes(data)
     with pytest.raises(MetadataError, match=r"not UTF-8 text \(byte \d+: invalid start byte\)") as info:
@@ -476,7 +476,7 @@ def test_invalid_utf8_inside_a_string_is_a_metadata_error(tmp_path):
 
 
 def test_a_top_level_key_twice_is_a_metadata_error(tmp_path):
-    raw = (SHARED / "train.json").read_bytes()
+    raw = (REFERENCE / "train.json").read_bytes()
     path = tmp_path / "train.json"
     path.write_bytes(b'{"images": [{"id": 9, "width": 5, "height": 5, "file_name": "x.jpg"}],' + raw.lstrip()[1:])
     for on_invalid in ON_INVALID:
@@ -531,7 +531,7 @@ def test_nested_small_values_parse_to_the_same_table(tmp_path):
             category["tags"] = [["a]"], {"b": "}]"}]
         doc["categories"] = doc.pop("categories")  # categories after images and annotations
 
-    plain = load_metadata(str(SHARED / "train.json"))
+    plain = load_metadata(str(REFERENCE / "train.json"))
     nested = load_metadata(str(_official(tmp_path, mutate)))
     assert nested.equals(plain)
     record(
@@ -570,7 +570,7 @@ COMPRESSED = {
 def test_damaged_compressed_files_are_metadata_errors(tmp_path, case):
     name, make, match = COMPRESSED[case]
     path = tmp_path / name
-    path.write_bytes(make((SHARED / "train.json").read_bytes()))
+    path.write_bytes(make((REFERENCE / "train.json").read_bytes()))
     for on_invalid in ON_INVALID:
         with pytest.raises(MetadataError, match=match) as info:
             load_metadata(str(path), on_invalid=on_invalid)

@@ -9,7 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import inat_hf.manifest as manifest_module
-from inat_hf import load_metadata
+import inat_hf.manifest.cache as cache_module
+import inat_hf.manifest.layout as layout_module
+from inat_hf import load_metadata, storage
 from inat_hf.config import config_for
 from inat_hf.manifest import (
     build_manifest,
@@ -108,7 +110,7 @@ def test_same_inputs_byte_identical_and_row_order_moot(images, tmp_path, name, o
 
 def test_parquet_row_groups_are_client_aligned(images, tmp_path, monkeypatch):
     manifest = build_manifest(images, config_for("family_user", test_fraction=0.2))
-    monkeypatch.setattr(manifest_module, "ROW_GROUP_ROWS", 300)
+    monkeypatch.setattr(layout_module, "MANIFEST_ROW_GROUP_ROWS", 300)
     bounds = row_group_bounds(manifest.table, 300)
     assert len(bounds) > 5
     write_manifest(manifest, tmp_path)
@@ -129,17 +131,17 @@ def test_parquet_row_groups_are_client_aligned(images, tmp_path, monkeypatch):
 def test_cache_reads_back_without_reloading(small_metadata, tmp_path, monkeypatch):
     config = config_for("order_user", test_fraction=0.1)
     built = load_or_build_manifest(small_metadata.url, config, cache_dir=tmp_path)
-    folders = list((tmp_path / "manifests").iterdir())
+    folders = list((tmp_path / "inaturalist_fl" / "manifests").iterdir())
     assert [f.name for f in folders] == [f"order_user-{built.fingerprint}"]
 
     def fail(*args, **kwargs):
         raise AssertionError("the cached manifest should have been used")
 
-    monkeypatch.setattr(manifest_module, "load_metadata", fail)
+    monkeypatch.setattr(cache_module, "load_metadata", fail)
     again = load_or_build_manifest(small_metadata.url, config, cache_dir=tmp_path)
     assert again.table.equals(built.table) and again.fingerprint == built.fingerprint
     assert read_manifest(folders[0]).label_names == built.label_names
-    other = manifest_module.manifest_fingerprint(small_metadata.url, config_for("order_user", seed=3))
+    other = manifest_module.manifest_fingerprint(storage.resolve(small_metadata.url), config_for("order_user", seed=3))
     assert other != built.fingerprint
 
 

@@ -13,16 +13,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-import inat_hf.official_json as official_json
+import inat_hf.metadata.json_stream as official_json
 from inat_hf import MetadataError, load_metadata, metadata_report
-from inat_hf.metadata import IMAGE_COLUMNS
+from inat_hf.schema import IMAGE_COLUMNS
 from inat_hf.taxonomy import RANKS
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "tfds_dummy"
+REFERENCE = Path(__file__).resolve().parent / "data" / "tfds_dummy"
 
 
 def _dummy(name: str = "train") -> dict:
-    return json.loads((SHARED / f"{name}.json").read_text())
+    return json.loads((REFERENCE / f"{name}.json").read_text())
 
 
 def _write(path: Path, doc: dict | str) -> str:
@@ -36,7 +36,7 @@ def _species_by_id(table: pa.Table) -> dict[int, str]:
 
 def test_tfds_dummy_files_join_by_id_not_by_path():
     # In these real records category ids 0..2 do not match the 5-digit prefix of the file name.
-    train = load_metadata(str(SHARED / "train.json"))
+    train = load_metadata(str(REFERENCE / "train.json"))
     assert train.column_names == list(IMAGE_COLUMNS)
     assert _species_by_id(train) == {0: "Ameiurus nebulosus", 1: "Marmota flaviventris", 2: "Dipsosaurus dorsalis"}
     row = train.filter(pc.equal(train["image_id"], 1)).to_pylist()[0]
@@ -54,7 +54,7 @@ def test_tfds_dummy_files_join_by_id_not_by_path():
     users = set(train["user"].to_pylist())
     assert "105615097470186309865" in users  # a 21-digit numeric account id stays a string
 
-    val = load_metadata(str(SHARED / "val.json"))
+    val = load_metadata(str(REFERENCE / "val.json"))
     expected = {}
     doc = _dummy("val")
     names = {c["id"]: c["name"] for c in doc["categories"]}
@@ -73,13 +73,13 @@ def test_position_trap_shuffled_annotations(tmp_path):
 
 
 def test_compressed_files_give_the_same_table(tmp_path):
-    raw = (SHARED / "train.json").read_bytes()
+    raw = (REFERENCE / "train.json").read_bytes()
     (tmp_path / "train.json.gz").write_bytes(gzip.compress(raw))
     with tarfile.open(tmp_path / "train.json.tar.gz", "w:gz") as archive:
         info = tarfile.TarInfo("train.json")
         info.size = len(raw)
         archive.addfile(info, io.BytesIO(raw))
-    plain = load_metadata(str(SHARED / "train.json"))
+    plain = load_metadata(str(REFERENCE / "train.json"))
     for name in ("train.json.gz", "train.json.tar.gz"):
         assert load_metadata(str(tmp_path / name)).equals(plain)
 
@@ -191,7 +191,7 @@ def test_broken_json_raises(tmp_path, text, message):
 
 
 def test_truncated_gzip_raises(tmp_path):
-    data = gzip.compress((SHARED / "train.json").read_bytes())
+    data = gzip.compress((REFERENCE / "train.json").read_bytes())
     (tmp_path / "train.json.gz").write_bytes(data[: len(data) // 2])
     with pytest.raises(MetadataError, match=r"train.json.gz: cannot decompress"):
         load_metadata(str(tmp_path / "train.json.gz"))
@@ -199,7 +199,7 @@ def test_truncated_gzip_raises(tmp_path):
 
 def test_on_invalid_is_checked():
     with pytest.raises(ValueError, match=r"on_invalid='ignore'; choose from error, skip"):
-        load_metadata(str(SHARED / "train.json"), on_invalid="ignore")
+        load_metadata(str(REFERENCE / "train.json"), on_invalid="ignore")
 
 
 def test_data_folder_without_metadata(tmp_path):
@@ -223,7 +223,7 @@ def _csv_from(table: pa.Table, drop: tuple[str, ...] = (), index_column: bool = 
 
 
 def test_processed_csv_matches_official_json(tmp_path):
-    official = load_metadata(str(SHARED / "train.json"))
+    official = load_metadata(str(REFERENCE / "train.json"))
     path = tmp_path / "training_image_info.csv"
     path.write_text(_csv_from(official))
     table = load_metadata(str(path))
@@ -252,7 +252,7 @@ def test_processed_csv_matches_official_json(tmp_path):
 
 def test_processed_csv_missing_column(tmp_path):
     path = tmp_path / "training_image_info.csv"
-    path.write_text(_csv_from(load_metadata(str(SHARED / "train.json")), drop=("width", "order")))
+    path.write_text(_csv_from(load_metadata(str(REFERENCE / "train.json")), drop=("width", "order")))
     with pytest.raises(MetadataError, match=r"training_image_info.csv: required column\(s\) \['width', 'order'\]"):
         load_metadata(str(path))
 
@@ -266,7 +266,7 @@ def test_processed_csv_missing_column(tmp_path):
 )
 def test_processed_csv_bad_values(tmp_path, old, new, reason, message):
     path = tmp_path / "training_image_info.csv"
-    text = _csv_from(load_metadata(str(SHARED / "train.json")))
+    text = _csv_from(load_metadata(str(REFERENCE / "train.json")))
     assert old in text
     path.write_text(text.replace(old, new, 1))
     with pytest.raises(MetadataError, match=message):

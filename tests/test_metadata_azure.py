@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from inat_hf import StorageAuthError, StorageNotFoundError, load_metadata
-from inat_hf.sample import write_sample
+from inat_hf.replica import write_sample
 
 pytestmark = pytest.mark.azurite
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inat_hf import sample
-from inat_hf._replica_taxonomy import sort_key
+from inat_hf import replica as sample
+from inat_hf.replica.taxonomy import sort_key
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+REFERENCE = Path(__file__).resolve().parent / "data"
 RANKS = ("kingdom", "phylum", "class", "order", "family", "genus")
 FIELDS = [
     "id", "name", "common_name", "supercategory", "kingdom", "phylum", "class", "order", "family", "genus",
@@ -138,7 +138,7 @@ def test_first_40_records_are_the_real_ones_verbatim(categories):
         categories[39]["image_dir_name"]
         == "00039_Animalia_Arthropoda_Arachnida_Araneae_Araneidae_Neoscona_domiciliorum"
     )
-    real_file = SHARED / "inat2021_categories_sample_first40.jsonl"
+    real_file = REFERENCE / "inat2021_categories_sample_first40.jsonl"
     if real_file.exists():
         real = [json.loads(line) for line in real_file.read_text(encoding="utf-8").splitlines()]
         assert categories[:40] == real
@@ -156,7 +156,7 @@ def test_anchor_records(categories):
     assert categories[9999]["common_name"] == "Japanese climbing fern"
     assert (categories[0]["class"], categories[1]["class"]) == ("Clitellata", "Polychaeta")
     for name in ("train.json", "val.json"):
-        dummy = SHARED / "tfds_dummy" / name
+        dummy = REFERENCE / "tfds_dummy" / name
         if dummy.exists():
             for real in json.loads(dummy.read_text(encoding="utf-8"))["categories"]:
                 own = categories[int(real["image_dir_name"][:5])]

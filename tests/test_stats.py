@@ -20,15 +20,15 @@ from inat_hf.config import config_for
 from inat_hf.errors import MetadataError
 from inat_hf.manifest import Manifest, build_manifest
 from inat_hf.metadata import load_metadata
-from inat_hf.plots import label_matrix, plot_client_sizes, plot_label_heatmap
-from inat_hf.stats import compute_stats, format_stats, label_skew, train_rows
-from inat_hf.users import (
+from inat_hf.metadata.users import (
     USER_COLUMNS,
     cross_check_user_table,
     read_user_table,
     user_table,
     write_user_table,
 )
+from inat_hf.plots import label_matrix, plot_client_sizes, plot_label_heatmap
+from inat_hf.stats import compute_stats, format_stats, label_skew, train_rows
 
 # --- a hand-made manifest with known answers --------------------------------------------------------------
 # train: client 0 labels [0, 0, 1, 1], client 1 [0], client 2 [2, 2, 2]; client 3 is held out (2 test rows);

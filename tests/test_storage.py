@@ -23,6 +23,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 
 from inat_hf import storage
 from inat_hf.errors import StorageAuthError, StorageError, StorageNotFoundError
+from inat_hf.testing.azurite import ACCOUNT_KEY, ACCOUNT_NAME
 
 TOKEN_MARKER = "tok-3f9a-SECRET-MARKER"
 SIG_MARKER = "SIGMARKER%2Bc2VjcmV0%3D"
@@ -30,6 +31,11 @@ WRONG_KEY = base64.b64encode(b"this is the wrong account key of the tests, 64 by
 AZURE_ENV = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY",
              "AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_CLIENT_ID", "AZURE_STORAGE_CLIENT_SECRET",
              "AZURE_STORAGE_TENANT_ID", "AZURE_STORAGE_ANON")  # fmt: skip
+
+CLOSED_PORT_CONNECTION_STRING = (
+    f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+    f"BlobEndpoint=http://127.0.0.1:9/{ACCOUNT_NAME};"
+)
 
 
 def assert_no_secret(exc: BaseException, caplog: pytest.LogCaptureFixture, *secrets: str) -> None:
@@ -191,7 +197,7 @@ def test_location_remembers_secrets_without_showing_them() -> None:
     loc = storage.resolve(f"memory://secrets-{uuid.uuid4().hex}", {"token": TOKEN_MARKER})
     same = storage.resolve(loc.url, {"token": TOKEN_MARKER})
 
-    assert TOKEN_MARKER in loc._secrets
+    assert loc.redact(f"token {TOKEN_MARKER}") == "token REDACTED"
     assert TOKEN_MARKER not in repr(loc)
     assert loc == same and hash(loc) == hash(same)
 
@@ -210,6 +216,19 @@ def test_malformed_connection_string_is_an_auth_error(caplog: pytest.LogCaptureF
 
     assert "AZURE_STORAGE_CONNECTION_STRING" in str(raised.value)
     assert_no_secret(raised.value, caplog, connection_string, WRONG_KEY)
+
+
+def test_azure_client_limits_reach_the_sdk(caplog: pytest.LogCaptureFixture) -> None:
+    """The one private use of the Azure SDK (``storage.azure.bound_azure_client``): if azure-storage-blob moves
+    the retry policy or the transport settings, this fails (no request is made: the port is closed)."""
+    options = {"connection_string": CLOSED_PORT_CONNECTION_STRING, "retry_status": 1, "read_timeout": 7}
+    with caplog.at_level(logging.WARNING, logger="inat_hf.storage"):
+        loc = storage.resolve("az://container/prefix", options)
+    config = loc.fs.service_client._config
+    policy, connection = config.retry_policy, config.transport.connection_config
+    assert (policy.total_retries, policy.connect_retries, policy.read_retries, policy.status_retries) == (2, 0, 0, 1)
+    assert (connection.timeout, connection.read_timeout) == (storage.AZURE_CONNECTION_TIMEOUT, 7)
+    assert "cannot bound" not in caplog.text
 
 
 def test_no_azure_credentials_says_how_to_give_them(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -288,7 +307,7 @@ class FlakyMemoryFileSystem(MemoryFileSystem):
 def flaky(monkeypatch: pytest.MonkeyPatch) -> Iterator[storage.Location]:
     """A Location on FlakyMemoryFileSystem holding files f00..f49, with near-zero retry delays."""
     fsspec.register_implementation("flakymem", FlakyMemoryFileSystem, clobber=True)
-    monkeypatch.setattr(storage, "RETRY_BASE_DELAY", 0.001)
+    monkeypatch.setattr(storage.retry, "RETRY_BASE_DELAY", 0.001)
     FlakyMemoryFileSystem.faults.clear()
     FlakyMemoryFileSystem.calls.clear()
     loc = storage.resolve("flakymem://bucket/data", {"token": TOKEN_MARKER})
@@ -450,5 +469,6 @@ def test_credentials_from_the_environment(azurite, az_container, monkeypatch: py
     storage.write_bytes(loc, "x.txt", b"env")
 
     assert storage.read_bytes(loc, "x.txt") == b"env"
-    assert loc._secrets == ()  # nothing of the environment is read or kept by inat_hf
+    key = azurite.account_key
+    assert loc.redact(key) == key  # nothing of the environment is read or kept by inat_hf
     assert storage.read_bytes(storage.resolve(*az_container), "from-env/x.txt") == b"env"

@@ -1,4 +1,4 @@
-"""Names for synthesised taxa that rise along ids (used by :mod:`inat_hf._replica_taxonomy`).
+"""Names for synthesised taxa that rise along ids (used by :mod:`inat_hf.replica.taxonomy`).
 
 A name comes from a type genus: its Latin stem plus the rank's suffix (``Araneus`` -> ``Araneidae``).
 Sibling taxa must have rising names, so a dynamic programme picks, for each taxon, the cheapest candidate
@@ -45,6 +45,7 @@ class Pool:
 def candidates(
     genera: list[str], suffix: str, used: set[str], bounds: tuple[str, str | None], pool: Pool
 ) -> list[tuple[str, int]]:
+    """(name, cost) candidates inside ``bounds`` for a taxon of ``genera``, leaving out names ``used``."""
     options = _all_candidates(tuple(dict.fromkeys(genera)), suffix, bounds, pool)
     return [(n, c) for n, c in options if n not in used]
 

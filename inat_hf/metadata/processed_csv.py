@@ -14,16 +14,19 @@ official ``train.json`` instead to get it. Every row is ``split="train"`` unless
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from inat_hf import storage
-from inat_hf.columns import RowProblems
 from inat_hf.errors import MetadataError
-from inat_hf.image_table import images_table
-from inat_hf.report import FileReport
+from inat_hf.metadata.fields import ParseContext
+from inat_hf.metadata.image_table import images_table
+from inat_hf.metadata.report import FileReport
+from inat_hf.schema import Policy
 from inat_hf.taxonomy import RANKS, build_taxonomy, official_species
 
 REQUIRED_COLUMNS = ("image_id", "user", "width", "height", "file_name", "phylum", "class", "order", "species")
@@ -47,11 +50,16 @@ _NUMERIC = {
     "longitude": pa.float64(),
     "location_uncertainty": pa.float64(),
 }
-_RANGES = {"width": (1, 65_535), "height": (1, 65_535), "latitude": (-90, 90), "longitude": (-180, 180)}
+_RANGES: dict[str, tuple[float, float]] = {
+    "width": (1, 65_535),
+    "height": (1, 65_535),
+    "latitude": (-90, 90),
+    "longitude": (-180, 180),
+}
 _REQUIRED_NUMERIC = ("image_id", "width", "height")
 
 
-def read_processed_csv(loc: storage.Location, *, on_invalid: str = "error") -> tuple[pa.Table, FileReport]:
+def read_processed_csv(loc: storage.Location, *, on_invalid: Policy = "error") -> tuple[pa.Table, FileReport]:
     """Read ``training_image_info.csv`` into an images table and its report.
 
     Raises
@@ -62,16 +70,16 @@ def read_processed_csv(loc: storage.Location, *, on_invalid: str = "error") -> t
     """
     source = loc.url
     raw = _read_strings(loc, source)
-    problems = RowProblems("rows", source)
+    problems = ParseContext("rows", source, on_invalid)
     report = FileReport(source=source, split="train", rows_in=raw.num_rows)
     columns = {name: raw[name] for name in raw.column_names}
     for name, arrow_type in _NUMERIC.items():
         if name in columns:
-            columns[name] = _to_number(columns[name], name, arrow_type, problems, on_invalid)
-    _flag_duplicates(columns["image_id"], problems, on_invalid)
+            columns[name] = _to_number(columns[name], name, arrow_type, problems)
+    _flag_duplicates(columns["image_id"], problems)
     for name in ("file_name", "user", "species"):
-        _require_text(columns[name], name, problems, on_invalid)
-    category_ids, lineage = _match_species(columns, problems, on_invalid)
+        _require_text(columns[name], name, problems)
+    category_ids, lineage = _match_species(columns, problems)
     taxonomy = _taxonomy(category_ids, lineage, problems, source)
     renamed = {
         "id": columns["image_id"],
@@ -115,9 +123,7 @@ def _read_strings(loc: storage.Location, source: str) -> pa.Table:
         raise MetadataError(f"{source}: malformed CSV ({err}). Fix: download the file again.") from None
 
 
-def _to_number(
-    column: pa.ChunkedArray, name: str, arrow_type: pa.DataType, problems: RowProblems, on_invalid: str
-) -> pa.Array:
+def _to_number(column: pa.ChunkedArray, name: str, arrow_type: pa.DataType, problems: ParseContext) -> pa.Array:
     """Parse a text column to ``arrow_type``; bad values are flagged (required) or nulled and counted.
 
     Integers are parsed exactly (never through a float, which would change ids above 2**53): at most 18
@@ -136,27 +142,27 @@ def _to_number(
         values = digits.cast(pa.int64())
         numbers = pc.fill_null(values, 0).to_numpy(zero_copy_only=False)
         info = np.iinfo(arrow_type.to_pandas_dtype())
-        low, high = _RANGES.get(name, (info.min, info.max))
+        low, high = _RANGES.get(name, (float(info.min), float(info.max)))
     else:
         values = chosen.cast(pa.float64())
         numbers = pc.fill_null(values, 0.0).to_numpy(zero_copy_only=False)
-        low, high = _RANGES.get(name, (-np.inf, np.inf))
+        low, high = _RANGES.get(name, (-math.inf, math.inf))
     parsed = good.to_numpy(zero_copy_only=False)
     with np.errstate(invalid="ignore"):
         bad |= parsed & (~np.isfinite(numbers) | (numbers < low) | (numbers > high))
     missing = ~present.to_numpy(zero_copy_only=False)
     if name in _REQUIRED_NUMERIC:
-        _flag(np.flatnonzero(missing), f"missing_{name}", f"column {name!r} is empty", problems, on_invalid)
+        _flag(np.flatnonzero(missing), f"missing_{name}", f"column {name!r} is empty", problems)
         rows = np.flatnonzero(bad)
         detail = f"column {name!r} holds {text[int(rows[0])].as_py()!r}, not a valid {arrow_type}" if rows.size else ""
-        _flag(rows, f"invalid_{name}", detail, problems, on_invalid)
+        _flag(rows, f"invalid_{name}", detail, problems)
     else:
         problems.count_nulled(f"invalid_{name}", int(bad.sum()))
     mask = missing | bad
     return pa.array(np.where(mask, 0, numbers), mask=mask).cast(arrow_type)
 
 
-def _flag_duplicates(ids: pa.Array, problems: RowProblems, on_invalid: str) -> None:
+def _flag_duplicates(ids: pa.Array, problems: ParseContext) -> None:
     """Flag every row whose image id occurs more than once (as the official JSON reader does)."""
     valid = ids.is_valid().to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(valid)
@@ -168,20 +174,20 @@ def _flag_duplicates(ids: pa.Array, problems: RowProblems, on_invalid: str) -> N
     dup[:-1] |= same
     rows = np.sort(rows[order[dup]])
     detail = f"image id {ids[int(rows[0])].as_py()} occurs more than once" if rows.size else ""
-    _flag(rows, "duplicate_image_id", detail, problems, on_invalid)
+    _flag(rows, "duplicate_image_id", detail, problems)
 
 
-def _flag(rows: np.ndarray, reason: str, detail: str, problems: RowProblems, on_invalid: str) -> None:
+def _flag(rows: np.ndarray, reason: str, detail: str, problems: ParseContext) -> None:
     if rows.size:
-        problems.add(rows, reason, f"row {int(rows[0]) + 1}: {detail}", on_invalid)
+        problems.add(rows, reason, f"row {int(rows[0]) + 1}: {detail}")
 
 
-def _require_text(column: pa.ChunkedArray, name: str, problems: RowProblems, on_invalid: str) -> None:
+def _require_text(column: pa.ChunkedArray, name: str, problems: ParseContext) -> None:
     empty = pc.or_kleene(pc.is_null(column), pc.equal(column, "")).to_numpy(zero_copy_only=False)
-    _flag(np.flatnonzero(empty), f"missing_{name}", f"column {name!r} is empty", problems, on_invalid)
+    _flag(np.flatnonzero(empty), f"missing_{name}", f"column {name!r} is empty", problems)
 
 
-def _match_species(columns: dict, problems: RowProblems, on_invalid: str) -> tuple[np.ndarray, dict]:
+def _match_species(columns: dict, problems: ParseContext) -> tuple[np.ndarray, dict]:
     """Official category id per row (-1 if unknown) and the rank names per row."""
     official = official_species()
     species = columns["species"].combine_chunks()
@@ -200,7 +206,7 @@ def _match_species(columns: dict, problems: RowProblems, on_invalid: str) -> tup
         if unknown.size
         else ""
     )
-    _flag(unknown, "unknown_category", detail, problems, on_invalid)
+    _flag(unknown, "unknown_category", detail, problems)
     category_ids = np.where(known, ids[position], -1)
     lineage = {
         "kingdom": columns.get("kingdom", official["kingdom"].take(pa.array(position))),
@@ -216,7 +222,7 @@ def _match_species(columns: dict, problems: RowProblems, on_invalid: str) -> tup
     return category_ids, lineage
 
 
-def _taxonomy(category_ids: np.ndarray, lineage: dict, problems: RowProblems, source: str):
+def _taxonomy(category_ids: np.ndarray, lineage: dict, problems: ParseContext, source: str):
     """One taxonomy row per category, checking every row of a species agrees on every rank."""
     keep = (category_ids >= 0) & problems.mask(len(category_ids))
     table = pa.table({"category_id": category_ids, **{r: lineage[r] for r in RANKS}}).filter(pa.array(keep))

@@ -1,4 +1,4 @@
-"""Hub-ready export: Parquet per config and split, client-aligned row groups, manifest-only by default.
+r"""Hub-ready export: Parquet per config and split, client-aligned row groups, manifest-only by default.
 
 Current ``datasets`` no longer runs loading scripts, so what people load from the Hub is Parquet with the
 configs declared in the card's YAML. Layout of an export folder (local or any fsspec URL)::
@@ -37,16 +37,16 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard
 
 from inat_hf import storage
-from inat_hf.builder import features_for
-from inat_hf.config import INatFLConfig
+from inat_hf.config import INatFLConfig, config_for
 from inat_hf.examples import check_image
-from inat_hf.manifest import SPLITS, Manifest, client_row_groups, row_group_bounds
+from inat_hf.hub.card import card_from_exports
+from inat_hf.manifest import Manifest, client_row_groups, layout, load_or_build, locate, row_group_bounds
+from inat_hf.metadata import load_metadata
+from inat_hf.schema import SPLITS, features_for
 from inat_hf.taxonomy import RANKS
 
 FILE_ROWS = 250_000
 """About this many rows per Parquet file (whole clients)."""
-ROW_GROUP_ROWS = 8_192
-"""About this many rows per row group (whole clients), so one client reads little."""
 PSEUDONYM_PREFIX = b"inaturalist-fl/client/v1\n"
 
 
@@ -59,10 +59,11 @@ def export_features(
     config: INatFLConfig, label_names: Sequence[str], *, include_user: bool, with_images: bool
 ) -> datasets.Features:
     """The features of an exported config: the builder's, with the ``client`` pseudonym after
-    ``client_id``, without ``user`` unless ``include_user`` and without ``image`` unless ``with_images``."""
+    ``client_id``, without ``user`` unless ``include_user`` and without ``image`` unless ``with_images``.
+    """
     features: dict[str, Any] = {"image": datasets.Image()} if with_images else {}
-    for name, feature in features_for(config, tuple(label_names)).items():
-        if name == "image" or (name == "user" and not include_user):
+    for name, feature in features_for(tuple(label_names), with_images=False).items():
+        if name == "user" and not include_user:
             continue
         features[name] = feature
         if name == "client_id":
@@ -72,7 +73,8 @@ def export_features(
 
 def _client_names(rows: pa.Table, config: INatFLConfig, split: str) -> pa.Array:
     """The ``client`` pseudonym of each row: one name per client run (rows are sorted by client), then
-    repeated over the run's rows, without a Python loop over rows."""
+    repeated over the run's rows, without a Python loop over rows.
+    """
     if split == "validation":
         return pa.array(["central"] * rows.num_rows, type=pa.string())
     client = rows["client_id"].to_numpy()
@@ -125,7 +127,7 @@ def export_table(
 def _image_column(images: storage.Location, names: list[str]) -> pa.Array:
     fetched = storage.fetch_many(images, names)
     for name, data in zip(names, fetched, strict=True):
-        reason = check_image(data)
+        reason = check_image(data) if isinstance(data, bytes) else str(data)
         if reason is not None:
             raise ValueError(f"{images.url}/{name}: {reason}; fix or remove it before exporting with images")
     return pa.array(
@@ -140,9 +142,8 @@ def write_split(table: pa.Table, out: storage.Location, config_name: str, split:
     for i, (begin, end) in enumerate(files):
         relative = f"data/{config_name}/{split}-{i:05d}-of-{len(files):05d}.parquet"
         part = table.slice(begin, end - begin)
-        with storage.open_output(out, relative) as handle, pq.ParquetWriter(handle, table.schema) as writer:
-            for start, stop in row_group_bounds(part, ROW_GROUP_ROWS) or [(0, 0)]:
-                writer.write_table(part.slice(start, stop - start), row_group_size=max(1, stop - start))
+        with storage.open_output(out, relative) as handle:
+            layout.write_client_aligned(part, handle, layout.EXPORT_ROW_GROUP_ROWS)
         written.append(relative)
     return written
 
@@ -257,19 +258,18 @@ def export_dataset(
 
     Returns the files written, by config and split.
     """
-    from inat_hf.card import card_from_exports
-    from inat_hf.config import config_for
-    from inat_hf.manifest import load_or_build_manifest
-
     out = storage.resolve(out_url, out_storage_options)
-    images = storage.resolve(data_dir, storage_options) if with_images else None
+    source = storage.resolve(data_dir, storage_options)
+    images = source if with_images else None
+    configs = [config_for(name, **(overrides or {})) for name in config_names]
+    on_invalid = configs[0].on_invalid if configs else "error"  # the overrides are the same for every config
+    table = load_metadata(source, on_invalid=on_invalid)  # once: for the manifests not yet cached and the card
     written, built = {}, []
-    for name in config_names:
-        config = config_for(name, **(overrides or {}))
-        manifest = load_or_build_manifest(data_dir, config, storage_options, cache_dir)
+    for config in configs:
+        manifest = load_or_build(locate(source, config, cache_dir), source, table)
         written[config.name] = export_config(manifest, config, out, include_user=include_user, images=images)
         built.append((config, manifest, data_files(config.name, list(written[config.name]))))
-    card = card_from_exports(built, data_dir, out, storage_options=storage_options, replica_note=replica_note)
+    card = card_from_exports(built, table, out, replica_note=replica_note)
     storage.write_bytes(out, "README.md", with_split_sizes(card, out, written, built).encode("utf-8"))
     return written
 
@@ -289,7 +289,7 @@ def with_split_sizes(
     card = DatasetCard(card_text)
     infos = []
     for config, manifest, _ in built:
-        splits = [
+        splits: list[dict[str, Any]] = [
             {
                 "name": split,
                 "num_bytes": sum(storage.size(out, f) for f in files),

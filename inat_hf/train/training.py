@@ -45,7 +45,7 @@ Rows = list[dict[str, Any]]
 
 
 def pick_device() -> torch.device:
-    """cuda if available, else mps, else cpu."""
+    """Cuda if available, else mps, else cpu."""
     if torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
@@ -118,6 +118,7 @@ class ViTTransform:
     previous: Callable[[dict[str, list]], dict[str, list]] | None = None
 
     def __call__(self, batch: dict[str, list]) -> dict[str, torch.Tensor]:
+        """Turn a batch of rows into model inputs (after the transform set before this one, if any)."""
         if self.previous is not None:
             batch = self.previous(batch)
         images = [image if image.mode == "RGB" else image.convert("RGB") for image in batch["image"]]
@@ -196,6 +197,7 @@ class LocalSettings:
 
 
 def at_least_one(settings: object, *names: str) -> None:
+    """Raise ``ValueError`` naming the first of ``names`` whose value on ``settings`` is set but below 1."""
     for name in names:
         value = getattr(settings, name)
         if value is not None and value < 1:
@@ -229,7 +231,8 @@ def train_local(
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
     loader = make_loader(dataset, s.batch_size, seed=seed, workers=s.workers)
     model.train()
-    losses, sizes = [], []
+    losses: list[torch.Tensor] = []
+    sizes: list[int] = []
     for _ in range(s.epochs):
         for batch in loader:
             if s.max_steps is not None and len(losses) >= s.max_steps:
@@ -282,8 +285,10 @@ class _EpochRecorder(TrainerCallback):
         self._start = time.perf_counter()
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-        self._loss = (logs or {}).get("loss", self._loss)
-        if "eval_loss" in (logs or {}):
+        """Keep the last training loss; on an evaluation, add a row of metrics."""
+        logs = logs or {}
+        self._loss = logs.get("loss", self._loss)
+        if "eval_loss" in logs:
             epoch = state.epoch or 0.0
             self.rows.append(
                 {

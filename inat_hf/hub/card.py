@@ -10,13 +10,17 @@ card; the export and ``inat-fl card`` both call it.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import posixpath
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import numpy as np
@@ -24,22 +28,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from huggingface_hub import DatasetCardData
 
-from inat_hf import manifest as manifests
-from inat_hf import storage
+from inat_hf import about, storage
 from inat_hf.config import DEFAULT_CONFIG_NAME, INatFLConfig, config_for
-from inat_hf.manifest import SPLITS, Manifest
+from inat_hf.manifest import Manifest, load_or_build, locate
 from inat_hf.metadata import load_metadata
 from inat_hf.partition import get_partitioner
 from inat_hf.plots import plot_client_sizes
+from inat_hf.schema import SPLITS
 from inat_hf.stats import PartitionStats, compute_stats
 from inat_hf.summary import summarize
 from inat_hf.taxonomy import RANKS
 
-PRETTY_NAME = "iNaturalist 2021, federated (clients by photographer, labels at any rank)"
-LICENSE_NAME = "inat2021-terms"
-LICENSE_LINK = "https://github.com/visipedia/inat_comp/tree/master/2021"
 TAGS = ("federated-learning", "inaturalist", "non-iid", "biodiversity", "fine-grained", "taxonomy", "species")
-REPLICA_NOTICE_TITLE = "Numbers from the synthetic replica"
 TOP_CLIENT_FRACTION = 0.01
 """The "largest clients" of the limitations section: this fraction of the photographers."""
 TINY_CLIENT_SIZE = 5
@@ -47,21 +47,7 @@ TINY_CLIENT_SIZE = 5
 GRID_DEGREES = 10
 TOP_CELLS = 5
 """Geographic concentration: share of located train images in the busiest ``TOP_CELLS`` grid cells."""
-CITATION = """\
-@inproceedings{van2021benchmarking,
-  title     = {Benchmarking Representation Learning for Natural World Image Collections},
-  author    = {Van Horn, Grant and Cole, Elijah and Beery, Sara and Wilber, Kimberly and Belongie, Serge and
-               Mac Aodha, Oisin},
-  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year      = {2021}
-}
-
-@inproceedings{hsu2020federated,
-  title     = {Federated Visual Classification with Real-World Data Distribution},
-  author    = {Hsu, Tzu-Ming Harry and Qi, Hang and Brown, Matthew},
-  booktitle = {Proceedings of the European Conference on Computer Vision (ECCV)},
-  year      = {2020}
-}"""
+LICENSE_NAME = "inat2021-terms"
 CARD_CONFIGS = ("family_user", "species_user", "class_geo1k", "order_dirichlet", "phylum_iid")
 """The configs of the committed card and of ``inat-fl card`` without ``--config``."""
 _YAML_ORDER = ("pretty_name", "license", "license_name", "license_link", "task_categories", "task_ids")
@@ -96,7 +82,8 @@ class ConfigCard:
         cls, config: INatFLConfig, stats: PartitionStats, data_files: Mapping[str, str] | None = None
     ) -> ConfigCard:
         """The card entry of ``config``: the splits of ``data_files`` (default: every split with examples, each
-        at ``data/{name}/{split}-*.parquet``)."""
+        at ``data/{name}/{split}-*.parquet``).
+        """
         if data_files is None:
             data_files = {s: f"data/{config.name}/{s}-*.parquet" for s in SPLITS if stats.examples.get(s, 0)}
         splits = {split: int(stats.examples.get(split, 0)) for split in data_files}
@@ -207,10 +194,10 @@ def card_data(configs: Sequence[ConfigCard], *, default_config: str, num_example
         for card in sorted(configs, key=lambda card: card.name != default_config)
     ]
     return DatasetCardData(
-        pretty_name=PRETTY_NAME,
+        pretty_name=about.PRETTY_NAME,
         license="other",
         license_name=LICENSE_NAME,
-        license_link=LICENSE_LINK,
+        license_link=about.HOMEPAGE,
         task_categories=["image-classification"],
         task_ids=["multi-class-image-classification"],
         annotations_creators=["crowdsourced"],
@@ -258,66 +245,40 @@ def _configs_table(configs: Sequence[ConfigCard]) -> str:
     return "\n".join(rows)
 
 
-def _loading(default: str, repo_id: str) -> str:
-    return f"""## How to load
+@functools.cache
+def _sections() -> dict[str, Template]:
+    """The sections of ``card_template.md``, by name."""
+    text = resources.files("inat_hf.hub").joinpath("card_template.md").read_text(encoding="utf-8")
+    parts = re.split(r"^<!-- section: (\w+) -->\n", text, flags=re.MULTILINE)
+    return {name: Template(body.rstrip("\n") + "\n") for name, body in zip(parts[1::2], parts[2::2], strict=True)}
 
-**From your own copy of iNat 2021** (images included), with the builder of this repository:
 
-```python
-from inaturalist_fl import INaturalistFL
-
-builder = INaturalistFL(config_name="{default}", data_dir="az://inaturalist/2021")  # any fsspec URL
-builder.download_and_prepare(num_proc=4)
-train = builder.as_dataset("train")  # rows grouped by client
-```
-
-**This export** (labels and partitions, no image bytes), then the images from your own copy:
-
-```python
-from datasets import load_dataset
-from inat_hf.export import attach_images
-
-train = load_dataset("{repo_id}", "{default}", split="train")  # or the export's local folder
-train = attach_images(train, "az://inaturalist/2021", storage_options=None)  # credentials from the environment
-```
-
-**One client at a time** (each client is a contiguous run of rows, so a client is a slice, not a filter):
-
-```python
-from inat_hf import ClientData
-
-clients = ClientData(train)
-for cid in clients.sample(10, seed=0):  # one round's cohort
-    local = clients.client(cid)
-```
-
-**Flower**: `inat_hf.flower` provides the Flower Datasets partitioner over these clients; Flower's own
-`NaturalIdPartitioner(partition_by="client_id")` gives the same partitions on an export.
-"""
+def _section(name: str, **values: object) -> str:
+    return _sections()[name].substitute(values)
 
 
 def _limitations(b: DataBiases) -> str:
-    cells = ", ".join(f"{name} ({_pct(n, b.located)})" for name, n in b.top_cells)
-    kingdoms = ", ".join(f"{name} {_pct(n, b.train_images)}" for name, n in b.kingdom_images)
-    top_share = _pct(sum(n for _, n in b.top_cells), b.located)
-    return f"""## Limitations and biases
-
-Computed on the {b.train_images:,} train images:
-
-- **Geography.** {_pct(b.located, b.train_images)} of the images have a location; of those, \
-{_pct(b.northern, b.located)} lie in the northern hemisphere, and the {len(b.top_cells)} busiest \
-{GRID_DEGREES}° × {GRID_DEGREES}° cells (of {b.occupied_cells:,} with any image) hold {top_share}: {cells}. \
-Models and geographic partitions inherit this.
-- **A few photographers hold much of the data.** The top {TOP_CLIENT_FRACTION:.0%} of the {b.users:,} \
-photographers ({b.top_users:,} people) took {_pct(b.top_users_images, b.train_images)} of the images.
-- **A long tail of tiny clients.** {_pct(b.tiny_users, b.users)} of the photographers took at most \
-{TINY_CLIENT_SIZE} images ({_pct(b.tiny_users_images, b.train_images)} of the images); `min_client_size` drops them.
-- **Taxonomy.** Images per kingdom: {kingdoms}; per species: between {b.species_images_min:,} and \
-{b.species_images_max:,}.
-- **Labels and people.** Labels are the iNaturalist community's identifications and can be wrong. Photographers' \
-names (`rights_holder`) are replaced by pseudonyms unless asked otherwise, yet a `*_user` client still groups \
-one person's photos, with their places and dates.
-"""
+    return _section(
+        "limitations",
+        train_images=f"{b.train_images:,}",
+        located_share=_pct(b.located, b.train_images),
+        northern_share=_pct(b.northern, b.located),
+        num_top_cells=len(b.top_cells),
+        grid=GRID_DEGREES,
+        occupied_cells=f"{b.occupied_cells:,}",
+        top_share=_pct(sum(n for _, n in b.top_cells), b.located),
+        cells=", ".join(f"{name} ({_pct(n, b.located)})" for name, n in b.top_cells),
+        top_fraction=f"{TOP_CLIENT_FRACTION:.0%}",
+        users=f"{b.users:,}",
+        top_users=f"{b.top_users:,}",
+        top_users_share=_pct(b.top_users_images, b.train_images),
+        tiny_share=_pct(b.tiny_users, b.users),
+        tiny_size=TINY_CLIENT_SIZE,
+        tiny_images_share=_pct(b.tiny_users_images, b.train_images),
+        kingdoms=", ".join(f"{name} {_pct(n, b.train_images)}" for name, n in b.kingdom_images),
+        species_min=f"{b.species_images_min:,}",
+        species_max=f"{b.species_images_max:,}",
+    )
 
 
 def _taxonomy(rank_counts: Mapping[str, int], configs: Sequence[ConfigCard]) -> str:
@@ -364,65 +325,24 @@ def render_card(
     total = max(sum(card.splits.values()) for card in configs)
     data = card_data(configs, default_config=default_config, num_examples=total)
     default = next(card for card in configs if card.name == default_config)
-    parts = [f"---\n{data.to_yaml(original_order=list(_YAML_ORDER))}\n---\n", f"# {PRETTY_NAME}\n"]
+    parts = [f"---\n{data.to_yaml(original_order=list(_YAML_ORDER))}\n---\n", f"# {about.PRETTY_NAME}\n"]
     if replica_note:
-        parts.append(
-            f"> **{REPLICA_NOTICE_TITLE}.** {replica_note.strip()}\n> Regenerate this card on the real data with "
-            f"`inat-fl card --data-dir <your iNat 2021 copy> {' '.join(f'--config {c.name}' for c in configs)}`.\n"
-        )
+        flags = " ".join(f"--config {c.name}" for c in configs)
+        parts.append(_section("replica_notice", note=replica_note.strip(), config_flags=flags))
     images = ", ".join(f"{n:,} {split}" for split, n in split_sizes.items())
-    parts.append(
-        f"iNaturalist 2021 ({images} images of {rank_counts.get('species', 0):,} species taken by {users:,} "
-        "photographers) cut into federated clients: by photographer (the natural, non-IID split of Hsu, Qi and "
-        "Brown), by place, by Dirichlet label skew or at random, and labelled at any taxonomic rank. Each row is "
-        "one image: its labels, its client and its file name. **No image bytes are included** (the iNat terms "
-        "forbid redistributing them): attach them from your own copy (see *How to load*).\n"
-    )
+    parts.append(_section("intro", images=images, species=f"{rank_counts.get('species', 0):,}", users=f"{users:,}"))
     schemes = "\n".join(f"- `{c.name}`: {c.config.rank} labels; {_scheme_text(c.config)}." for c in configs)
-    parts.append(
-        f"## Configurations\n\n{schemes}\n\n{_configs_table(configs)}\n\n*clients* counts every client (held-out "
-        "ones included); *median client size* is over the clients' train examples; *label skew (TV)* is the "
-        "total-variation distance between a client's label distribution and the global one, averaged over "
-        "clients (0: IID, 1: disjoint). The `validation` split is the official val set, held centrally "
-        "(`client_id = -1`).\n"
-    )
+    parts.append(_section("configurations", schemes=schemes, table=_configs_table(configs)))
     if figure:
         size = default.stats.client_size
-        parts.append(
-            f"![Train examples per client of {default.name}]({figure})\n\nTrain examples per client of "
-            f"`{default.name}`: median {_num(size.median)}, 90th percentile {_num(size.p90)}, largest "
-            f"{_num(size.max)}.\n"
-        )
-    parts.append(_loading(default.name, repo_id))
-    parts.append(f"## Taxonomy\n\n{_taxonomy(rank_counts, configs)}\n")
-    parts.append(_limitations(biases) if biases else "## Limitations and biases\n\nNot computed for this card.\n")
-    parts.append(
-        "## Licence and terms of use\n\nThe iNat 2021 images and metadata are for **non-commercial research and "
-        f"education only** ([terms]({LICENSE_LINK})). The images are **not redistributed** here; each keeps its "
-        "own Creative Commons licence (the `license` field) and its author (`rights_holder`). This export is "
-        "derived from the iNat 2021 metadata and falls under the same terms; the code that made it "
-        "(inaturalist-fl) is Apache-2.0.\n"
-    )
-    parts.append(f"## Citation\n\n```bibtex\n{CITATION}\n```\n")
+        median, p90, largest = _num(size.median), _num(size.p90), _num(size.max)
+        parts.append(_section("figure", default=default.name, figure=figure, median=median, p90=p90, largest=largest))
+    parts.append(_section("loading", default=default.name, repo_id=repo_id))
+    parts.append(_section("taxonomy", table=_taxonomy(rank_counts, configs)))
+    parts.append(_limitations(biases) if biases else _section("no_limitations"))
+    parts.append(_section("licence", link=about.HOMEPAGE))
+    parts.append(_section("citation", citation=about.CITATION))
     return "\n".join(parts)
-
-
-def _manifest(
-    images: pa.Table, url: str, config: INatFLConfig, storage_options: Mapping[str, Any] | None, cache_dir: Path
-) -> Manifest:
-    """As :func:`inat_hf.manifest.load_or_build_manifest`, building from the images table already loaded."""
-    fingerprint = manifests.manifest_fingerprint(url, config, storage_options)
-    folder = manifests.manifest_folder(cache_dir, config, fingerprint)
-    if not (folder / "info.json").exists():
-        staging = folder.with_name(f".{folder.name}-{os.getpid()}")
-        manifests.write_manifest(manifests.build_manifest(images, config, fingerprint), staging)
-        try:
-            os.replace(staging, folder)
-        except OSError:  # another process cached the same (identical) manifest first
-            for child in staging.iterdir():
-                child.unlink()
-            staging.rmdir()
-    return manifests.read_manifest(folder)
 
 
 def _default_of(names: Sequence[str], default_config: str | None) -> str:
@@ -437,12 +357,10 @@ def _default_of(names: Sequence[str], default_config: str | None) -> str:
 
 def card_from_exports(
     built: Sequence[tuple[INatFLConfig, Manifest, Mapping[str, str]]],
-    data_dir: str,
-    out: storage.Location | str | os.PathLike,
+    images: pa.Table,
+    out: storage.Location | str | os.PathLike[str],
     *,
-    storage_options: Mapping[str, Any] | None = None,
     replica_note: str | None = None,
-    images: pa.Table | None = None,
     figure_dir: str = "assets",
     default_config: str | None = None,
 ) -> str:
@@ -452,27 +370,23 @@ def card_from_exports(
     ----------
     built : sequence of (INatFLConfig, Manifest, dict of str to str)
         Each exported config, its manifest and its ``data_files`` (split -> glob relative to ``out``).
-    data_dir : str
-        The source metadata (as :func:`inat_hf.metadata.load_metadata`), for the counts and the biases.
+    images : pyarrow.Table
+        The source metadata (:func:`inat_hf.metadata.load_metadata`), already loaded by the caller: the
+        counts and the biases come from it.
     out : storage.Location or str or path-like
         Root of the export (local or any fsspec URL), where the card goes.
-    storage_options : mapping, optional
-        fsspec options (credentials) for ``data_dir``; they appear nowhere in the card.
     replica_note : str, optional
         Marks the numbers as the synthetic replica's (see :func:`render_card`).
-    images : pyarrow.Table, optional
-        The metadata of ``data_dir`` if already loaded.
     figure_dir : str
         Folder of the figure ``client_sizes_{default config}.png``, relative to ``out`` (the card links it so).
     default_config : str, optional
         Default: ``family_user`` if exported, else the first config.
     """
     default = _default_of([config.name for config, _, _ in built], default_config)
-    images = load_metadata(data_dir, storage_options) if images is None else images
     summary = summarize(images)
     train = next((s for s in summary if s.split == "train"), None)
     if train is None:
-        raise ValueError(f"{data_dir} has no train split: a card describes the train images")
+        raise ValueError("the metadata has no train split: a card describes the train images")
     cards = [ConfigCard.from_stats(c, compute_stats(m, c.name), files) for c, m, files in built]
     figure = posixpath.join(figure_dir, f"client_sizes_{default}.png")
     with tempfile.TemporaryDirectory() as tmp:
@@ -495,39 +409,33 @@ def card_from_data(
     data_dir: str,
     config_names: Sequence[str | INatFLConfig],
     *,
-    out_dir: str | os.PathLike,
+    out_dir: str | os.PathLike[str],
     storage_options: Mapping[str, Any] | None = None,
-    cache_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     replica_note: str | None = None,
-    assets_dir: str | os.PathLike | None = None,
+    assets_dir: str | os.PathLike[str] | None = None,
     default_config: str | None = None,
 ) -> str:
     """Build (or load) each config's manifest, write the figure and return the card text.
 
-    Parameters as :func:`card_from_exports`, and: ``config_names``, ``{rank}_{scheme}`` names or configs with
-    fields overridden; ``out_dir``, the local folder of the card; ``cache_dir``, the manifest cache (default
-    :func:`inat_hf.manifest.default_cache_dir`); ``assets_dir``, the folder of the figure, inside ``out_dir``
-    (default ``out_dir/assets``). The splits listed are those with examples.
+    Parameters as :func:`card_from_exports`, and: ``data_dir``, the source (any fsspec URL) with its
+    ``storage_options`` (they appear nowhere in the card); ``config_names``, ``{rank}_{scheme}`` names or
+    configs with fields overridden; ``out_dir``, the local folder of the card; ``cache_dir``, as the builder's
+    (the one manifest cache: :func:`inat_hf.manifest.cache_root`); ``assets_dir``, the folder of the figure,
+    inside ``out_dir`` (default ``out_dir/assets``). The splits listed are those with examples.
     """
     figure_dir = Path(os.path.relpath(assets_dir, out_dir)).as_posix() if assets_dir is not None else "assets"
     if figure_dir == ".." or figure_dir.startswith("../"):
         raise ValueError(f"the figure folder {assets_dir} must lie inside the card's folder {out_dir}")
     configs = [config_for(c) if isinstance(c, str) else c for c in config_names]
     _default_of([config.name for config in configs], default_config)
-    images = load_metadata(data_dir, storage_options)
-    cache = Path(cache_dir) if cache_dir is not None else manifests.default_cache_dir()
+    source = storage.resolve(data_dir, storage_options)
+    images = load_metadata(source)
     built = []
     for config in configs:
-        manifest = _manifest(images, data_dir, config, storage_options, cache)
+        manifest = load_or_build(locate(source, config, cache_dir), source, images)
         splits = [split for split in SPLITS if manifest.split_range(split)[1]]  # as the export writes them
         built.append((config, manifest, {split: f"data/{config.name}/{split}-*.parquet" for split in splits}))
     return card_from_exports(
-        built,
-        data_dir,
-        out_dir,
-        storage_options=storage_options,
-        replica_note=replica_note,
-        images=images,
-        figure_dir=figure_dir,
-        default_config=default_config,
+        built, images, out_dir, replica_note=replica_note, figure_dir=figure_dir, default_config=default_config
     )

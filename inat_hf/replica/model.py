@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from inat_hf import _replica_names
+from inat_hf.replica import names as _replica_names
 
 SUPERCATEGORY_TRAIN: dict[str, int] = {
     "Plants": 1_148_702, "Insects": 663_682, "Birds": 414_847, "Fungi": 90_048, "Reptiles": 86_830,
@@ -65,7 +65,7 @@ NONSENSE_UNCERTAINTY = np.array([-80, -1, 0, 106_807_033, 4_294_967_295, 99_999_
 
 def full_train_counts() -> np.ndarray:
     """Return the train image count of each of the 10,000 species (exact real totals, fixed)."""
-    from inat_hf._replica_taxonomy import species_categories
+    from inat_hf.replica.taxonomy import species_categories
 
     supercategory = np.array([c["supercategory"] for c in species_categories()])
     counts = np.zeros(len(supercategory), dtype=np.int64)
@@ -219,6 +219,7 @@ def locations(user: np.ndarray, users: Users, rng: np.random.Generator) -> tuple
 
 
 def licenses(user: np.ndarray, users: Users, rng: np.random.Generator) -> np.ndarray:
+    """Licence id of each image: mostly its user's own, else drawn from :data:`LICENSE_WEIGHTS`."""
     other = rng.choice(len(LICENSE_WEIGHTS), len(user), p=LICENSE_WEIGHTS)
     return np.where(rng.random(len(user)) < 0.9, users.license[user], other)
 

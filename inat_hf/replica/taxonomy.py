@@ -37,16 +37,12 @@ import zlib
 from dataclasses import dataclass, field
 from importlib import resources
 
-from inat_hf import _replica_taxonomy_data as data
-from inat_hf._replica_naming import Pool, name_sequence, stem
+from inat_hf.replica import taxonomy_data as data
+from inat_hf.replica.naming import Pool, name_sequence, stem
 
 N_SPECIES = 10_000
 N_ORDERS = 273
 N_FAMILIES = 1_103
-CATEGORY_FIELDS = (
-    "id", "name", "common_name", "supercategory", "kingdom", "phylum", "class", "order", "family", "genus",
-    "specific_epithet", "image_dir_name",
-)  # fmt: skip
 
 _VERTEBRATES = frozenset({"Actinopterygii", "Amphibia", "Aves", "Elasmobranchii", "Mammalia", "Reptilia"})
 

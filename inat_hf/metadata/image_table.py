@@ -1,5 +1,6 @@
 """Assembling the images table from record columns: typed, dictionary-encoded ranks, bad rows dropped
-and counted in the file's report."""
+and counted in the file's report.
+"""
 
 from __future__ import annotations
 
@@ -10,34 +11,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from inat_hf.columns import RowProblems
-from inat_hf.report import FileReport
+from inat_hf.metadata.fields import ParseContext
+from inat_hf.metadata.report import FileReport
 from inat_hf.taxonomy import RANKS, Taxonomy
-
-IMAGE_COLUMNS: tuple[str, ...] = (
-    "image_id",
-    "split",
-    "file_name",
-    "user",
-    "width",
-    "height",
-    "license",
-    "date",
-    "latitude",
-    "longitude",
-    "location_uncertainty",
-    "species_id",
-    *RANKS,
-)
-"""Columns of the images table, in order. ``user`` is the ``rights_holder``; ``species_id`` is the
-official category id; the rank columns are dictionary-encoded with the rank's whole label vocabulary
-(:mod:`inat_hf.taxonomy`) as dictionary; ``location_uncertainty`` is raw (it holds nonsense in the
-real data, e.g. -80)."""
 
 _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S%z", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
 
 
-def parse_dates(dates: pa.Array, problems: RowProblems) -> pa.Array:
+def parse_dates(dates: pa.Array, problems: ParseContext) -> pa.Array:
     """Parse the official date strings to UTC timestamps; unparseable ones become null and are counted."""
     parsed = pc.strptime(dates, format=_DATE_FORMATS[0], unit="s", error_is_null=True)
     for fmt in _DATE_FORMATS[1:]:
@@ -58,7 +39,7 @@ def images_table(
     category_ids: np.ndarray,
     taxonomy: Taxonomy,
     split: str,
-    problems: RowProblems,
+    problems: ParseContext,
     report: FileReport,
 ) -> pa.Table:
     """Assemble the images table from record columns, drop rows with a reason, and fill the report."""

@@ -2,7 +2,7 @@
 
 Used by the metadata readers: each slice of parsed JSON records becomes pyarrow arrays at once. A value of
 the wrong type never raises a raw ``TypeError``/``KeyError``: the row gets a reason (``"invalid_width"``,
-``"missing_file_name"``, ...) in a :class:`RowProblems`, and the caller decides (``on_invalid``) whether
+``"missing_file_name"``, ...) in a :class:`ParseContext`, and the context's ``on_invalid`` policy decides whether
 that is an error or a skipped row.
 """
 
@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from inat_hf.errors import MetadataError
+from inat_hf.schema import Policy
 
 Check = Callable[[Any], bool]
 
@@ -59,22 +60,25 @@ class Field:
 
 
 @dataclass
-class RowProblems:
-    """Reasons attached to rows: a row with a reason is dropped (``skip``) or raises (``error``)."""
+class ParseContext:
+    """The parse of one array of one file: its name and source, the ``on_invalid`` policy, and the reasons
+    attached to rows (a row with a reason is dropped with ``skip``; with ``error`` the first one raises).
+    """
 
     name: str
     source: str
+    on_invalid: Policy = "error"
     reasons: dict[int, str] = field(default_factory=dict)
     """Row index -> first reason found for it."""
     nulled: dict[str, int] = field(default_factory=dict)
     """Counts of values set to null but kept (``invalid_latitude``, ``invalid_date``, ...)."""
 
-    def add(self, rows: np.ndarray | Sequence[int], reason: str, detail: str, on_invalid: str) -> None:
+    def add(self, rows: np.ndarray | Sequence[int], reason: str, detail: str) -> None:
         """Record ``reason`` for ``rows``; raise a :class:`MetadataError` with ``detail`` if errors are wanted."""
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size == 0:
             return
-        if on_invalid == "error":
+        if self.on_invalid == "error":
             raise MetadataError(
                 f"{self.source}: {detail} ({rows.size} row(s) of {self.name}). Fix the file, or load it with "
                 "on_invalid='skip' to drop such rows (they are counted in the report)."
@@ -108,7 +112,7 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 def records_to_columns(
-    records: list[Any], first: int, fields: Sequence[Field], problems: RowProblems, on_invalid: str
+    records: list[Any], first: int, fields: Sequence[Field], problems: ParseContext
 ) -> dict[str, pa.Array]:
     """Turn parsed records (dicts) into one arrow array per field.
 
@@ -119,9 +123,8 @@ def records_to_columns(
     first : int
         Index of ``records[0]`` in the whole array (row numbers in messages and reasons are global).
     fields : sequence of Field
-    problems : RowProblems
-        Receives the reasons of bad rows; raises at once when ``on_invalid == "error"``.
-    on_invalid : {"error", "skip"}
+    problems : ParseContext
+        Receives the reasons of bad rows; raises at once when its ``on_invalid`` is ``"error"``.
 
     Returns
     -------
@@ -134,28 +137,27 @@ def records_to_columns(
             np.asarray(not_objects) + first,
             "not_an_object",
             f"{problems.name}[{first + i}] is {_short(records[i])}, not an object",
-            on_invalid,
         )
         records = [rec if isinstance(rec, dict) else {} for rec in records]
-    return {f.key: _column(records, first, f, problems, on_invalid) for f in fields}
+    return {f.key: _column(records, first, f, problems) for f in fields}
 
 
-def _column(records: list[dict], first: int, spec: Field, problems: RowProblems, on_invalid: str) -> pa.Array:
+def _column(records: list[dict], first: int, spec: Field, problems: ParseContext) -> pa.Array:
     values = [rec.get(spec.key) for rec in records]
     # pa.array would silently truncate 1.5 to an integer 1, and take True for the number 1.0: such values
     # (rare: Arrow's JSON reader refuses them, so they only reach this path) go through the checks.
     lax = float if pa.types.is_integer(spec.type) else bool if pa.types.is_floating(spec.type) else None
     if lax is not None and any(type(v) is lax for v in values):
-        return validate_column(_sanitise(values, first, spec, problems, on_invalid), first, spec, problems, on_invalid)
+        return validate_column(_sanitise(values, first, spec, problems), first, spec, problems)
     try:
         array = pa.array(values, type=spec.type)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
-        array = _sanitise(values, first, spec, problems, on_invalid)
-    return validate_column(array, first, spec, problems, on_invalid)
+        array = _sanitise(values, first, spec, problems)
+    return validate_column(array, first, spec, problems)
 
 
 def table_to_columns(
-    table: pa.Table, first: int, fields: Sequence[Field], problems: RowProblems, on_invalid: str
+    table: pa.Table, first: int, fields: Sequence[Field], problems: ParseContext
 ) -> dict[str, pa.Array]:
     """Like :func:`records_to_columns`, for a slice already parsed by Arrow with the fields' types.
 
@@ -167,11 +169,11 @@ def table_to_columns(
             array = table[spec.key].combine_chunks()
         else:
             array = pa.nulls(table.num_rows, type=spec.type)
-        columns[spec.key] = validate_column(array, first, spec, problems, on_invalid)
+        columns[spec.key] = validate_column(array, first, spec, problems)
     return columns
 
 
-def validate_column(array: pa.Array, first: int, spec: Field, problems: RowProblems, on_invalid: str) -> pa.Array:
+def validate_column(array: pa.Array, first: int, spec: Field, problems: ParseContext) -> pa.Array:
     """Flag missing (null, or an empty string) required values and values out of range; null out NaN (counted)."""
     absent = array.is_null()
     if spec.required and pa.types.is_string(spec.type):  # "" names no file (the processed CSV says so too)
@@ -185,30 +187,29 @@ def validate_column(array: pa.Array, first: int, spec: Field, problems: RowProbl
                 f"missing_{spec.key}",
                 f"{problems.name}[{first + int(missing[0])}] has no {spec.key!r} (or it is null or empty); it is "
                 "required",
-                on_invalid,
             )
     if spec.low is not None or spec.high is not None:
-        array = _check_range(array, first, spec, problems, on_invalid)
+        array = _check_range(array, first, spec, problems)
     if pa.types.is_floating(spec.type):
         array = _null_nan(array, spec, problems)
     return array
 
 
-def _sanitise(values: list[Any], first: int, spec: Field, problems: RowProblems, on_invalid: str) -> pa.Array:
+def _sanitise(values: list[Any], first: int, spec: Field, problems: ParseContext) -> pa.Array:
     check = _CHECKS[spec.type]
     bad = [i for i, v in enumerate(values) if v is not None and not check(v)]
     if pa.types.is_integer(spec.type):
         info = np.iinfo(spec.type.to_pandas_dtype())
         bad += [i for i, v in enumerate(values) if v is not None and check(v) and not info.min <= v <= info.max]
     bad = sorted(set(bad))
-    _report(np.asarray(bad, dtype=np.int64), values, first, spec, problems, on_invalid, "is not a valid")
+    _report(np.asarray(bad, dtype=np.int64), values, first, spec, problems, "is not a valid")
     bad_set = set(bad)
     as_type = int if pa.types.is_integer(spec.type) else float if pa.types.is_floating(spec.type) else str
     cleaned = [None if i in bad_set or v is None else as_type(v) for i, v in enumerate(values)]
     return pa.array(cleaned, type=spec.type)
 
 
-def _check_range(array: pa.Array, first: int, spec: Field, problems: RowProblems, on_invalid: str) -> pa.Array:
+def _check_range(array: pa.Array, first: int, spec: Field, problems: ParseContext) -> pa.Array:
     numbers = array.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls become nan
     low = -np.inf if spec.low is None else spec.low
     high = np.inf if spec.high is None else spec.high
@@ -217,7 +218,7 @@ def _check_range(array: pa.Array, first: int, spec: Field, problems: RowProblems
     if bad.size == 0:
         return array
     shown = {int(bad[0]): array[int(bad[0])].as_py()}  # the first bad value as the file has it (an int stays one)
-    _report(bad, shown, first, spec, problems, on_invalid, f"is outside [{spec.low}, {spec.high}] for")
+    _report(bad, shown, first, spec, problems, f"is outside [{spec.low}, {spec.high}] for")
     mask = np.zeros(len(array), dtype=bool)
     mask[bad] = True
     return pa.array(numbers, type=pa.float64(), mask=mask | np.isnan(numbers)).cast(spec.type, safe=False)
@@ -228,8 +229,7 @@ def _report(
     values: list[Any] | dict[int, Any],
     first: int,
     spec: Field,
-    problems: RowProblems,
-    on_invalid: str,
+    problems: ParseContext,
     what: str,
 ) -> None:
     if bad.size == 0:
@@ -240,13 +240,12 @@ def _report(
             bad + first,
             f"invalid_{spec.key}",
             f"{problems.name}[{first + i}].{spec.key} = {_short(values[i])} {what} {spec.key!r} ({spec.type})",
-            on_invalid,
         )
     else:
         problems.count_nulled(f"invalid_{spec.key}", bad.size)
 
 
-def _null_nan(array: pa.Array, spec: Field, problems: RowProblems) -> pa.Array:
+def _null_nan(array: pa.Array, spec: Field, problems: ParseContext) -> pa.Array:
     numbers = array.to_numpy(zero_copy_only=False)
     nan = np.isnan(numbers) & array.is_valid().to_numpy(zero_copy_only=False)
     if not nan.any():

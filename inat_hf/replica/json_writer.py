@@ -11,7 +11,7 @@ loader that pairs ``images[i]`` with ``annotations[i]`` gets wrong labels and mu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 import orjson
@@ -51,7 +51,7 @@ def write_split(
     loc: storage.Location,
     relative: str,
     table: pa.Table,
-    header: dict[str, object],
+    header: Mapping[str, object],
     annotation_order: np.ndarray,
     tick: Callable[[int], None] = lambda rows: None,
 ) -> int:

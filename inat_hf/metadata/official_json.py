@@ -1,22 +1,16 @@
-"""iNat 2021 metadata -> one images table (pyarrow, one row per image, typed columns, every rank).
+"""The official COCO-style JSON files -> an images table (one row per image, typed columns, every rank).
 
-Sources
--------
-* The official COCO-style files ``train.json``, ``val.json``, ``train_mini.json``, ``public_test.json``,
-  plain, ``.json.gz``, or ``.json.tar.gz`` as distributed. Images are joined to annotations on
-  ``annotation.image_id == image.id`` and to categories on ``annotation.category_id == category.id``:
-  **by id, never by list position** (in the real files, ids and positions need not agree).
-  ``public_test.json`` has no annotations: its rows load with null labels.
-* The processed CSV ``training_image_info.csv`` (see :mod:`inat_hf.processed_csv`).
+``train.json``, ``val.json``, ``train_mini.json``, ``public_test.json``, plain, ``.json.gz``, or
+``.json.tar.gz`` as distributed. Images are joined to annotations on ``annotation.image_id == image.id`` and
+to categories on ``annotation.category_id == category.id``: **by id, never by list position** (in the real
+files, ids and positions need not agree). ``public_test.json`` has no annotations: its rows load with null
+labels.
 
-A URL that ends in ``.json``, ``.gz``, ``.tgz`` or ``.csv`` is one file; any other URL is a data folder
-holding the official layout (``train.json`` and ``val.json``, each possibly compressed) or the processed CSV.
-
-The images table (:data:`IMAGE_COLUMNS`) carries a :class:`~inat_hf.report.MetadataReport` in its schema
-metadata (:func:`~inat_hf.report.metadata_report`). With ``on_invalid="error"`` (default) a structural
-problem raises :class:`~inat_hf.errors.MetadataError` naming the file, the record and the field; with
-``"skip"`` the row is dropped and counted by reason. Bad locations and dates never drop a row: the value
-becomes null and is counted.
+The images table (:data:`inat_hf.schema.IMAGE_COLUMNS`) carries a
+:class:`~inat_hf.metadata.report.MetadataReport` in its schema metadata. With ``on_invalid="error"``
+(default) a structural problem raises :class:`~inat_hf.errors.MetadataError` naming the file, the record and
+the field; with ``"skip"`` the row is dropped and counted by reason. Bad locations and dates never drop a
+row: the value becomes null and is counted.
 """
 
 from __future__ import annotations
@@ -24,7 +18,7 @@ from __future__ import annotations
 import gzip
 import tarfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -32,15 +26,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from inat_hf import storage
-from inat_hf.columns import Field, RowProblems, records_to_columns, table_to_columns
 from inat_hf.errors import MetadataError
-from inat_hf.image_table import IMAGE_COLUMNS, images_table
-from inat_hf.official_json import parse_document
-from inat_hf.processed_csv import read_processed_csv
-from inat_hf.report import FileReport, MetadataReport, attach_report
+from inat_hf.metadata.fields import Field, ParseContext, records_to_columns, table_to_columns
+from inat_hf.metadata.image_table import images_table
+from inat_hf.metadata.json_stream import parse_document
+from inat_hf.metadata.report import FileReport
+from inat_hf.schema import Policy
 from inat_hf.taxonomy import Taxonomy, taxonomy_from_categories
-
-__all__ = ["IMAGE_COLUMNS", "find_metadata_files", "load_metadata", "read_official_json"]
 
 MAX_IMAGE_SIDE = 65_535
 """Largest plausible width/height (the JPEG limit); larger claims are invalid rows."""
@@ -67,7 +59,6 @@ _SCHEMAS = {
 }
 _JSON_SUFFIXES = (".json.tar.gz", ".tar.gz", ".tgz", ".json.gz", ".json")
 OFFICIAL_SPLITS = ("train", "val", "train_mini", "public_test")
-ON_INVALID = ("error", "skip")
 
 
 def split_of(file_name: str) -> str:
@@ -105,7 +96,7 @@ def read_json_bytes(loc: storage.Location, source: str) -> bytes:
 
 
 def read_official_json(
-    loc: storage.Location, *, split: str | None = None, on_invalid: str = "error"
+    loc: storage.Location, *, split: str | None = None, on_invalid: Policy = "error"
 ) -> tuple[pa.Table, FileReport]:
     """Read one official JSON file into an images table and its report.
 
@@ -133,15 +124,15 @@ def read_official_json(
         state.update(
             images=[],
             annotations=[],
-            image_problems=RowProblems("images", source),
-            annotation_problems=RowProblems("annotations", source),
+            image_problems=ParseContext("images", source, on_invalid),
+            annotation_problems=ParseContext("annotations", source, on_invalid),
         )
         return {
             "images": lambda part, first: state["images"].append(
-                _to_columns(part, first, IMAGE_FIELDS, state["image_problems"], on_invalid)
+                _to_columns(part, first, IMAGE_FIELDS, state["image_problems"])
             ),
             "annotations": lambda part, first: state["annotations"].append(
-                _to_columns(part, first, ANNOTATION_FIELDS, state["annotation_problems"], on_invalid)
+                _to_columns(part, first, ANNOTATION_FIELDS, state["annotation_problems"])
             ),
         }
 
@@ -169,18 +160,17 @@ def read_official_json(
         image_problems,
         annotation_problems,
         report,
-        on_invalid,
     )
     table = images_table(columns, category_ids, taxonomy, split, image_problems, report)
     return table, report
 
 
 def _to_columns(
-    part: list[Any] | pa.Table, first: int, fields: Sequence[Field], problems: RowProblems, on_invalid: str
+    part: list[Any] | pa.Table, first: int, fields: Sequence[Field], problems: ParseContext
 ) -> dict[str, pa.Array]:
     if isinstance(part, pa.Table):
-        return table_to_columns(part, first, fields, problems, on_invalid)
-    return records_to_columns(part, first, fields, problems, on_invalid)
+        return table_to_columns(part, first, fields, problems)
+    return records_to_columns(part, first, fields, problems)
 
 
 def _concat(chunks: list[dict[str, pa.Array]], fields: Sequence[Field]) -> dict[str, pa.ChunkedArray]:
@@ -240,10 +230,9 @@ def _join(
     annotations: dict[str, pa.Array],
     has_annotations: bool,
     taxonomy: Taxonomy,
-    image_problems: RowProblems,
-    annotation_problems: RowProblems,
+    image_problems: ParseContext,
+    annotation_problems: ParseContext,
     report: FileReport,
-    on_invalid: str,
 ) -> np.ndarray:
     """Category id per image row (``-1`` = none), joining by id; problems go to the row reasons."""
     image_ids, valid_image = _int_values(images["id"])
@@ -254,7 +243,6 @@ def _join(
             rows,
             "duplicate_image_id",
             f"image id {int(image_ids[rows[0]])} occurs more than once (images[{int(rows[0])}])",
-            on_invalid,
         )
     category_of_row = np.full(len(image_ids), -1, dtype=np.int64)
     if not has_annotations:
@@ -268,7 +256,7 @@ def _join(
     found = ann_valid & (row_of_annotation >= 0)
     unknown = np.flatnonzero(ann_valid & ~found)
     if unknown.size:
-        if on_invalid == "error":
+        if annotation_problems.on_invalid == "error":
             i = int(unknown[0])
             raise MetadataError(
                 f"{report.source}: annotations[{i}].image_id = {int(ann_image[i])} is not the id of any image "
@@ -284,14 +272,12 @@ def _join(
         many,
         "multiple_annotations",
         f"image id {int(image_ids[many[0]])} has {int(per_image[many[0]])} annotations" if many.size else "",
-        on_invalid,
     )
     none = np.flatnonzero((per_image == 0) & valid_image)
     image_problems.add(
         none,
         "no_annotation",
         f"image id {int(image_ids[none[0]])} (images[{int(none[0])}]) has no annotation" if none.size else "",
-        on_invalid,
     )
     category_of_row[image_rows] = ann_category[ann_rows]
     unknown_category = np.flatnonzero((taxonomy.rows_of(category_of_row) < 0) & (category_of_row >= 0))
@@ -302,91 +288,5 @@ def _join(
             "unknown_category",
             f"image id {int(image_ids[row])} is annotated with category_id {int(category_of_row[row])}, "
             f"which is not among the {taxonomy.num_categories} categories of the file",
-            on_invalid,
         )
     return category_of_row
-
-
-def is_file_url(url: str) -> bool:
-    """Whether ``url`` names one metadata file (by suffix) rather than a data folder."""
-    path = url.split("?", 1)[0].rstrip("/")
-    return path.endswith((".json", ".gz", ".tgz", ".csv"))
-
-
-def find_metadata_files(loc: storage.Location, splits: Sequence[str] | None = None) -> list[str]:
-    """The metadata files of a data folder, relative to it, one per split.
-
-    For each split (default: ``train`` and, when present, ``val``) the first of ``{split}.json``,
-    ``{split}.json.gz``, ``{split}.json.tar.gz`` that exists; for ``train``, ``training_image_info.csv``
-    when no official file is there.
-
-    Raises
-    ------
-    MetadataError
-        A split asked for by name, or ``train`` by default, has no file.
-    """
-    wanted = tuple(splits) if splits is not None else ("train", "val")
-    unknown = [s for s in wanted if s not in OFFICIAL_SPLITS]
-    if unknown:
-        raise ValueError(f"unknown split(s) {unknown}; choose from {', '.join(OFFICIAL_SPLITS)}")
-    found = []
-    for split in wanted:
-        candidates = [f"{split}{suffix}" for suffix in (".json", ".json.gz", ".json.tar.gz")]
-        if split == "train":
-            candidates.append("training_image_info.csv")
-        match = next((c for c in candidates if storage.exists(loc, c)), None)
-        if match is not None:
-            found.append(match)
-        elif splits is not None or split == "train":
-            raise MetadataError(
-                f"{loc.url}: no metadata for split {split!r}: looked for {', '.join(candidates)}. "
-                "Fix: point data_dir to the folder holding the official train.json/val.json "
-                "(or training_image_info.csv), or pass the file's own URL."
-            )
-    return found
-
-
-def load_metadata(
-    url: str,
-    storage_options: Mapping[str, Any] | None = None,
-    *,
-    splits: Sequence[str] | None = None,
-    on_invalid: str = "error",
-) -> pa.Table:
-    """Load iNat 2021 metadata into one images table.
-
-    Parameters
-    ----------
-    url : str
-        A metadata file (``train.json``, ``val.json.gz``, ``train.json.tar.gz``, ``public_test.json``,
-        ``training_image_info.csv``) or a data folder holding them; any fsspec URL (``az://``, ``abfs://``,
-        local path, ``memory://``, ...).
-    storage_options : dict, optional
-        Passed to fsspec (credentials: ``connection_string``, ``account_name`` + ``sas_token``, ...).
-        Without them adlfs reads the ``AZURE_STORAGE_*`` environment variables.
-    splits : sequence of str, optional
-        For a data folder: which splits to load (default ``train`` and ``val`` when present).
-    on_invalid : {"error", "skip"}
-        What a structurally bad record does: raise :class:`MetadataError`, or drop the row and count it.
-
-    Returns
-    -------
-    pyarrow.Table
-        Columns :data:`IMAGE_COLUMNS`, one row per image; the load's report is in the schema metadata
-        (:func:`inat_hf.report.metadata_report`).
-    """
-    if on_invalid not in ON_INVALID:
-        raise ValueError(f"on_invalid={on_invalid!r}; choose from {', '.join(ON_INVALID)}")
-    loc = storage.resolve(url, storage_options)
-    files = [""] if is_file_url(url) else find_metadata_files(loc, splits)
-    tables, report = [], MetadataReport()
-    for relative in files:
-        file_loc = loc.child(relative) if relative else loc
-        if file_loc.root.endswith(".csv"):
-            table, file_report = read_processed_csv(file_loc, on_invalid=on_invalid)
-        else:
-            table, file_report = read_official_json(file_loc, on_invalid=on_invalid)
-        tables.append(table)
-        report.files.append(file_report)
-    combined = tables[0] if len(tables) == 1 else pa.concat_tables(tables).unify_dictionaries()
-    return attach_report(combined, report)

@@ -10,7 +10,7 @@ Sources (see also ``inat_hf/data/NOTICE``):
   and otherwise from the genus sequence: ids are sorted by ``Kingdom_Phylum_Class_Order_Family_Genus_epithet``,
   so every alphabetical descent of the genus sequence is a family (or higher) boundary, and a run of genera
   that covers the alphabet and belongs to one well-known family is that family. Taxa not listed here are
-  synthesised by :mod:`inat_hf._replica_taxonomy`;
+  synthesised by :mod:`inat_hf.replica.taxonomy`;
 * ``FIRST40_COMMON_NAMES`` / ``ANCHOR_COMMON_NAMES``: the ``common_name`` of real category records
   (shared/data/inat2021_categories_sample_first40.jsonl and the tfds dummy files).
 """

@@ -346,9 +346,12 @@ def _arrow_slice(chunk: bytes, schema: pa.Schema) -> pa.Table | None:
 
 
 def _array_closed_before(wrapped: bytes, error_pos: int) -> tuple[list[Any], int] | None:
-    """If the text before the parse error at character ``error_pos`` is a whole array (the source array
+    """Elements of the array that closed before a parse error, and the byte index just after its ``]``.
+
+    If the text before the parse error at character ``error_pos`` is a whole array (the source array
     closed inside the slice and what follows belongs to the next key), return its elements and the byte
-    index in ``wrapped`` just after its ``]``. (orjson reports positions in characters, not bytes.)"""
+    index in ``wrapped`` just after its ``]``. (orjson reports positions in characters, not bytes.)
+    """
     try:
         head = wrapped.decode("utf-8")[:error_pos].encode("utf-8").rstrip()
     except UnicodeDecodeError:

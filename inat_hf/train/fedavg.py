@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from inat_hf.clients import ClientData
-from inat_hf.training import (
+from inat_hf.train.training import (
     LocalSettings,
     Rows,
     State,

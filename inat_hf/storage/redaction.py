@@ -59,3 +59,10 @@ def secrets_of(options: Mapping[str, Any]) -> tuple[str, ...]:
                 if secret and name.strip().lower() in {"accountkey", "sharedaccesssignature", "sig"}:
                     found.append(secret)
     return tuple(dict.fromkeys(found))
+
+
+def describe_error(exc: BaseException) -> str:
+    """Return the exception's type and the first line of its message, shortened."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -1,0 +1,123 @@
+"""``load_metadata``: a metadata file or data folder, at any fsspec URL, into one images table.
+
+A URL that ends in ``.json``, ``.gz``, ``.tgz`` or ``.csv`` is one file; any other URL is a data folder
+holding the official layout (``train.json`` and ``val.json``, each possibly compressed) or the processed CSV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from inat_hf import storage
+from inat_hf.errors import MetadataError
+from inat_hf.metadata.official_json import OFFICIAL_SPLITS, read_official_json
+from inat_hf.metadata.processed_csv import read_processed_csv
+from inat_hf.metadata.report import MetadataReport, attach_report
+from inat_hf.schema import Policy, check_policy
+
+
+def is_file_url(url: str) -> bool:
+    """Whether ``url`` (or a Location's root) names one metadata file (by suffix) rather than a data folder."""
+    path = url.split("?", 1)[0].rstrip("/")
+    return path.endswith((".json", ".gz", ".tgz", ".csv"))
+
+
+def _candidates(split: str) -> list[str]:
+    names = [f"{split}{suffix}" for suffix in (".json", ".json.gz", ".json.tar.gz")]
+    return [*names, "training_image_info.csv"] if split == "train" else names
+
+
+def _pick(loc: storage.Location, present: Mapping[str, str], splits: Sequence[str] | None) -> list[str]:
+    """The metadata file of each split among the names ``present`` in the folder ``loc``."""
+    wanted = tuple(splits) if splits is not None else ("train", "val")
+    unknown = [s for s in wanted if s not in OFFICIAL_SPLITS]
+    if unknown:
+        raise ValueError(f"unknown split(s) {unknown}; choose from {', '.join(OFFICIAL_SPLITS)}")
+    found = []
+    for split in wanted:
+        candidates = _candidates(split)
+        match = next((c for c in candidates if c in present), None)
+        if match is not None:
+            found.append(match)
+        elif splits is not None or split == "train":
+            raise MetadataError(
+                f"{loc.url}: no metadata for split {split!r}: looked for {', '.join(candidates)}. "
+                "Fix: point data_dir to the folder holding the official train.json/val.json "
+                "(or training_image_info.csv), or pass the file's own URL."
+            )
+    return found
+
+
+def find_metadata_files(loc: storage.Location, splits: Sequence[str] | None = None) -> list[str]:
+    """The metadata files of a data folder, relative to it, one per split (one listing of the folder).
+
+    For each split (default: ``train`` and, when present, ``val``) the first of ``{split}.json``,
+    ``{split}.json.gz``, ``{split}.json.tar.gz`` that exists; for ``train``, ``training_image_info.csv``
+    when no official file is there. A Location that names one file gives ``[""]``.
+
+    Raises
+    ------
+    MetadataError
+        A split asked for by name, or ``train`` by default, has no file.
+    """
+    if is_file_url(loc.root):
+        return [""]
+    return _pick(loc, storage.list_names(loc), splits)
+
+
+def metadata_tokens(loc: storage.Location, splits: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """(base name, :func:`inat_hf.storage.file_token`) of each metadata file that :func:`find_metadata_files`
+    picks, from the same single listing: what identifies a version of the metadata, cheaply.
+    """
+    if is_file_url(loc.root):
+        return [(loc.root.rsplit("/", 1)[-1], storage.file_token(loc))]
+    present = storage.list_names(loc)
+    return [(name, present[name]) for name in _pick(loc, present, splits)]
+
+
+def load_metadata(
+    url: str | storage.Location,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    splits: Sequence[str] | None = None,
+    on_invalid: Policy = "error",
+) -> pa.Table:
+    """Load iNat 2021 metadata into one images table.
+
+    Parameters
+    ----------
+    url : str
+        A metadata file (``train.json``, ``val.json.gz``, ``train.json.tar.gz``, ``public_test.json``,
+        ``training_image_info.csv``) or a data folder holding them; any fsspec URL (``az://``, ``abfs://``,
+        local path, ``memory://``, ...), or a :class:`~inat_hf.storage.Location` already resolved.
+    storage_options : dict, optional
+        Passed to fsspec (credentials: ``connection_string``, ``account_name`` + ``sas_token``, ...).
+        Without them adlfs reads the ``AZURE_STORAGE_*`` environment variables.
+    splits : sequence of str, optional
+        For a data folder: which splits to load (default ``train`` and ``val`` when present).
+    on_invalid : {"error", "skip"}
+        What a structurally bad record does: raise :class:`MetadataError`, or drop the row and count it.
+
+    Returns
+    -------
+    pyarrow.Table
+        Columns :data:`inat_hf.schema.IMAGE_COLUMNS`, one row per image; the load's report is in the schema metadata
+        (:func:`inat_hf.metadata.metadata_report`).
+    """
+    on_invalid = check_policy("on_invalid", on_invalid)
+    loc = url if isinstance(url, storage.Location) else storage.resolve(url, storage_options)
+    files = find_metadata_files(loc, splits)
+    tables, report = [], MetadataReport()
+    for relative in files:
+        file_loc = loc.child(relative) if relative else loc
+        if file_loc.root.endswith(".csv"):
+            table, file_report = read_processed_csv(file_loc, on_invalid=on_invalid)
+        else:
+            table, file_report = read_official_json(file_loc, on_invalid=on_invalid)
+        tables.append(table)
+        report.files.append(file_report)
+    combined = tables[0] if len(tables) == 1 else pa.concat_tables(tables).unify_dictionaries()
+    return attach_report(combined, report)

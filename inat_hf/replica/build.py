@@ -1,0 +1,303 @@
+"""The replica itself: :func:`build_replica` (in memory) and :func:`write_sample` (the official layout, any
+fsspec URL). The model is described in :mod:`inat_hf.replica`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+import time
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from inat_hf import storage
+from inat_hf.replica import images as _replica_images
+from inat_hf.replica import json_writer as _replica_json
+from inat_hf.replica import model as _replica_model
+from inat_hf.replica.taxonomy import species_categories as _categories
+from inat_hf.taxonomy import RANKS
+
+LICENSES: tuple[dict[str, object], ...] = (
+    {"id": 0, "name": "Attribution-NonCommercial License", "url": "http://creativecommons.org/licenses/by-nc/4.0/"},
+    {"id": 1, "name": "Attribution License", "url": "http://creativecommons.org/licenses/by/4.0/"},
+    {"id": 2, "name": "Attribution-NonCommercial-ShareAlike License", "url": "http://creativecommons.org/licenses/by-nc-sa/4.0/"},
+    {"id": 3, "name": "Attribution-ShareAlike License", "url": "http://creativecommons.org/licenses/by-sa/4.0/"},
+    {"id": 4, "name": "Attribution-NoDerivs License", "url": "http://creativecommons.org/licenses/by-nd/4.0/"},
+    {"id": 5, "name": "Attribution-NonCommercial-NoDerivs License", "url": "http://creativecommons.org/licenses/by-nc-nd/4.0/"},
+    {"id": 6, "name": "Public Domain Dedication", "url": "http://creativecommons.org/publicdomain/zero/1.0/"},
+)  # fmt: skip
+IMAGE_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()), ("width", pa.int64()), ("height", pa.int64()), ("file_name", pa.string()),
+        ("license", pa.int64()), ("rights_holder", pa.string()), ("date", pa.string()),
+        ("latitude", pa.float64()), ("longitude", pa.float64()), ("location_uncertainty", pa.int64()),
+        ("category_id", pa.int64()),
+    ]
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big a replica is. Add one to :data:`SCALES` to make a new size available by name.
+
+    ``species_step``: every k-th species id is kept (1 = all 10,000); ``count_scale``: fraction of each
+    species' full train count kept (at least 1 image); ``users``: distinct rights holders in train;
+    ``val_per_species``: val images per species; ``tiny_images``: default for JPEG sides of at most 32 px.
+    """
+
+    name: str
+    species_step: int
+    count_scale: float
+    users: int
+    val_per_species: int
+    tiny_images: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.species_step <= 10_000:
+            raise ValueError(f"Scale.species_step must be in 1..10000, got {self.species_step}")
+        if not 0 < self.count_scale <= 1:
+            raise ValueError(f"Scale.count_scale must be in (0, 1], got {self.count_scale}")
+        if self.users < 1 or self.val_per_species < 0:
+            raise ValueError("Scale.users must be >= 1 and Scale.val_per_species >= 0")
+
+
+SCALES: dict[str, Scale] = {
+    "full": Scale("full", species_step=1, count_scale=1.0, users=158_873, val_per_species=10),
+    "small": Scale("small", species_step=100, count_scale=0.1, users=165, val_per_species=3),
+    "tiny": Scale("tiny", species_step=500, count_scale=0.025, users=10, val_per_species=2, tiny_images=True),
+}
+
+
+@dataclass(frozen=True)
+class SampleCounts:
+    """What a test must see after loading a written replica (``jpegs_written`` is 0 for metadata only)."""
+
+    scale: str
+    seed: int
+    train_images: int
+    val_images: int
+    users: int  # distinct rights_holder in train
+    species: int  # distinct species in train
+    rank_counts: dict[str, int]  # distinct names per rank in train, kingdom..species
+    train_null_locations: int
+    jpegs_written: int = 0
+
+
+@dataclass(frozen=True)
+class Replica:
+    """An in-memory replica: official-schema image tables (plus ``category_id``) and their header."""
+
+    categories: list[dict[str, object]]
+    train: pa.Table
+    val: pa.Table
+    counts: SampleCounts
+    licenses: list[dict[str, object]]
+    info: dict[str, object]
+    seed: int = 0
+    annotation_order: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+
+def species_categories() -> list[dict[str, object]]:
+    """Return the 10,000 official category records (all 12 fields, id order; cached, fresh copies)."""
+    return _categories()
+
+
+def get_scale(name: str) -> Scale:
+    """Return the scale called ``name`` or raise ``ValueError`` naming the choices."""
+    if name not in SCALES:
+        raise ValueError(f"unknown scale {name!r}; choose from {', '.join(sorted(SCALES))}")
+    return SCALES[name]
+
+
+def _info(scale: Scale, seed: int) -> dict[str, object]:
+    return {
+        "year": 2021,
+        "version": "2021",
+        "description": (
+            f"SYNTHETIC replica of iNaturalist 2021 (inaturalist-fl sample, scale={scale.name}, seed={seed})"
+        ),
+        "contributor": "inaturalist-fl (synthetic data; no real observation)",
+        "url": "https://github.com/visipedia/inat_comp/tree/master/2021",
+        "date_created": "2021-03-01 00:00:00",
+    }
+
+
+def _split_table(
+    split: str, first_id: int, species: np.ndarray, user: np.ndarray, users: _replica_model.Users,
+    tiny: bool, streams: list[np.random.Generator],
+) -> pa.Table:  # fmt: skip
+    n = len(species)
+    width, height = _replica_model.image_sizes(n, tiny, streams[0])
+    lat, lon, uncertainty = _replica_model.locations(user, users, streams[1])
+    dir_names = pa.array([c["image_dir_name"] for c in _categories()])
+    file_name = pc.binary_join_element_wise(
+        f"{split}/", pc.take(dir_names, pa.array(species)), "/", _replica_model.uuid4_strings(n, streams[2]), ".jpg", ""
+    )
+    columns = {
+        "id": pa.array(np.arange(first_id, first_id + n, dtype=np.int64)),
+        "width": pa.array(width),
+        "height": pa.array(height),
+        "file_name": file_name,
+        "license": pa.array(_replica_model.licenses(user, users, streams[3])),
+        "rights_holder": pc.take(pa.array(users.names, pa.string()), pa.array(user)),
+        "date": _replica_model.dates(lat, streams[4]),
+        "latitude": pa.array(lat, from_pandas=True),
+        "longitude": pa.array(lon, from_pandas=True),
+        "location_uncertainty": pa.array(uncertainty, mask=uncertainty == -1),
+        "category_id": pa.array(species.astype(np.int64)),
+    }
+    return pa.table(columns, schema=IMAGE_SCHEMA)
+
+
+def _rank_counts(species: np.ndarray) -> dict[str, int]:
+    categories = _categories()
+    present = [categories[i] for i in np.unique(species)]
+    return {rank: len({c["name" if rank == "species" else rank] for c in present}) for rank in RANKS}
+
+
+def build_replica(scale: str = "small", seed: int = 0, *, tiny_images: bool | None = None) -> Replica:
+    """Build a replica in memory (numpy/pyarrow columns, no I/O).
+
+    Parameters
+    ----------
+    scale : str
+        A name in :data:`SCALES` (``"full"``, ``"small"``, ``"tiny"``).
+    seed : int
+        Seeds users, the image assignment and every image field; categories and counts are fixed.
+    tiny_images : bool, optional
+        JPEG sides of at most 32 px (the records' width/height follow); default: the scale's.
+
+    Returns
+    -------
+    Replica
+        ``train``/``val`` tables in the official image schema plus ``category_id``; ``counts`` with
+        ``jpegs_written=0``.
+    """
+    spec = get_scale(scale)
+    tiny = spec.tiny_images if tiny_images is None else tiny_images
+    root = np.random.SeedSequence([seed, zlib.crc32(spec.name.encode())])
+    streams = [np.random.default_rng(s) for s in root.spawn(16)]
+    species_ids = np.arange(0, 10_000, spec.species_step)
+    full = _replica_model.full_train_counts()[species_ids]
+    counts = full if spec.count_scale == 1 else np.maximum(1, np.round(full * spec.count_scale)).astype(np.int64)
+    train_species = np.repeat(species_ids, counts)
+    position = np.repeat(np.arange(len(species_ids)) / len(species_ids), counts)
+    sizes = _replica_model.user_sizes(spec.users, int(counts.sum()), streams[5])
+    users = _replica_model.make_users(sizes, streams[6])
+    train_user = _replica_model.assign_users(position, sizes, streams[7])
+    val_species = np.repeat(species_ids, spec.val_per_species)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    k = np.repeat(np.arange(len(species_ids)), spec.val_per_species)
+    val_user = train_user[starts[k] + np.floor(streams[8].random(len(k)) * counts[k]).astype(np.int64)]
+    train = _split_table("train", 0, train_species, train_user, users, tiny, streams[0:5])
+    val = _split_table("val", train.num_rows, val_species, val_user, users, tiny, streams[9:14])
+    result_counts = SampleCounts(
+        scale=spec.name,
+        seed=seed,
+        train_images=train.num_rows,
+        val_images=val.num_rows,
+        users=len(np.unique(train_user)),
+        species=len(species_ids),
+        rank_counts=_rank_counts(train_species),
+        train_null_locations=train.column("latitude").null_count,
+    )
+    return Replica(
+        categories=_categories(),
+        train=train,
+        val=val,
+        counts=result_counts,
+        licenses=[dict(x) for x in LICENSES],
+        info=_info(spec, seed),
+        seed=seed,
+        annotation_order={
+            "train": streams[15].permutation(train.num_rows),
+            "val": streams[15].permutation(val.num_rows),
+        },
+    )
+
+
+class _Progress:
+    """A one-line progress report on stderr (only when asked for)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.start = enabled, time.monotonic()
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if self.enabled:
+            elapsed = time.monotonic() - self.start
+            sys.stderr.write(f"\r[inat_hf.sample] {what}: {done:,}/{total:,} ({elapsed:.0f} s)   ")
+            sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _reported(
+    items: Iterator[tuple[str, bytes]], report: _Progress, what: str, total: int
+) -> Iterator[tuple[str, bytes]]:
+    for k, item in enumerate(items, 1):
+        if k % 500 == 0 or k == total:
+            report(what, k, total)
+        yield item
+
+
+def _jpeg_rows(table: pa.Table) -> list[tuple[str, int, int, str, str, int, int]]:
+    categories = _categories()
+    columns = [table.column(k).to_pylist() for k in ("file_name", "width", "height", "category_id", "id")]
+    return [
+        (name, w, h, str(categories[c]["family"]), str(categories[c]["genus"]), c, i)
+        for name, w, h, c, i in zip(*columns, strict=True)
+    ]
+
+
+def write_sample(
+    url: str,
+    *,
+    scale: str = "small",
+    seed: int = 0,
+    metadata_only: bool = False,
+    tiny_images: bool | None = None,
+    storage_options: Mapping[str, object] | None = None,
+    progress: bool = False,
+) -> SampleCounts:
+    """Write a replica to any fsspec URL (through :mod:`inat_hf.storage`) and return what was written.
+
+    Writes ``train.json`` and ``val.json`` (streamed in chunks) and, unless ``metadata_only``, every
+    ``train/<image_dir_name>/<uuid>.jpg`` and ``val/...`` JPEG (made in threads, written concurrently).
+
+    Parameters
+    ----------
+    url : str
+        The root folder, e.g. ``"/tmp/inat"``, ``"memory://inat"`` or ``"az://container/inat"``.
+    scale, seed, tiny_images
+        As for :func:`build_replica`.
+    metadata_only : bool
+        Write the two JSON files only.
+    storage_options : Mapping, optional
+        fsspec options (credentials), passed to :func:`inat_hf.storage.resolve`.
+    progress : bool
+        Show a progress line on stderr.
+    """
+    replica = build_replica(scale, seed, tiny_images=tiny_images)
+    loc = storage.resolve(url, storage_options)
+    report = _Progress(progress)
+    header = {"info": replica.info, "categories": replica.categories, "licenses": replica.licenses}
+    for split, table in (("train", replica.train), ("val", replica.val)):
+        order = replica.annotation_order[split]
+        label, total = f"{split}.json", table.num_rows
+        _replica_json.write_split(loc, label, table, header, order, functools.partial(report, label, total=total))
+    written = 0
+    if not metadata_only:
+        for split, table in (("train", replica.train), ("val", replica.val)):
+            rows = _jpeg_rows(table)
+            items = _replica_images.jpeg_items(rows, replica.seed)
+            written += storage.write_many(loc, _reported(items, report, f"{split} JPEGs", len(rows)))
+    report.end()
+    return dataclasses.replace(replica.counts, jpegs_written=written)

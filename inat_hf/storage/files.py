@@ -1,0 +1,215 @@
+"""Files at a Location: read, write, list, stream; every error a redacted StorageError."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import posixpath
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from typing import Any, BinaryIO
+
+import fsspec
+from fsspec.asyn import AsyncFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
+
+from inat_hf.errors import StorageError
+from inat_hf.storage import retry
+from inat_hf.storage.azure import bound_azure_client
+from inat_hf.storage.location import Location, where
+from inat_hf.storage.redaction import describe_error
+from inat_hf.storage.retry import logger, retrying, to_storage_error
+
+
+def _needs_parent_dirs(fs: fsspec.AbstractFileSystem) -> bool:
+    """Whether files can only be written into existing folders (object stores and memory need none)."""
+    return not isinstance(fs, AsyncFileSystem | MemoryFileSystem)
+
+
+def read_bytes(loc: Location, relative: str = "") -> bytes:
+    """Return the whole content of a file, retrying transient errors."""
+    path = loc.path(relative)
+    return retrying(lambda: loc.fs.cat_file(path), loc, relative)
+
+
+def exists(loc: Location, relative: str = "") -> bool:
+    """Whether a file or folder exists; auth and network errors are raised, not answered with False."""
+    path = loc.path(relative)
+    loc.fs.invalidate_cache(path)
+    return retrying(lambda: bool(loc.fs.exists(path)), loc, relative)
+
+
+def size(loc: Location, relative: str = "") -> int:
+    """Return the size of a file in bytes."""
+    info = retrying(lambda: loc.fs.info(loc.path(relative)), loc, relative)
+    if info.get("type") != "file":
+        raise StorageError(loc.redact(f"{where(loc, relative)}: is a folder, not a file"))
+    return int(info["size"])
+
+
+def file_token(loc: Location, relative: str = "") -> str:
+    """A short string that changes when the file changes: its size and its ETag or modification time.
+
+    Cheap (one metadata request, no content read); used to key caches. Never holds a secret.
+    """
+    info = retrying(lambda: loc.fs.info(loc.path(relative)), loc, relative)
+    if info.get("type") != "file":
+        raise StorageError(loc.redact(f"{where(loc, relative)}: is a folder, not a file"))
+    return token_of(info)
+
+
+def token_of(info: dict) -> str:
+    """The :func:`file_token` of an fsspec ``info`` entry: ``"{size}:{etag or modification time}"``."""
+    version = next(
+        (
+            str(info[key])
+            for key in ("etag", "ETag", "mtime", "last_modified", "LastModified", "created")
+            if info.get(key)
+        ),
+        "",
+    )
+    return f"{int(info['size'])}:{version}"
+
+
+def list_files(loc: Location, relative: str = "") -> list[str]:
+    """Return the sorted paths, relative to ``loc.root``, of all files under ``relative`` (recursive).
+
+    An empty folder gives ``[]``; raises StorageNotFoundError if nothing exists at ``relative``.
+    """
+    path = loc.path(relative)
+    loc.fs.invalidate_cache(path)
+    found = retrying(lambda: loc.fs.find(path, withdirs=False), loc, relative)
+    if not found and not exists(loc, relative):
+        raise to_storage_error(FileNotFoundError(path), loc, relative) from None
+    prefix = loc.root if loc.root.endswith("/") or not loc.root else loc.root + "/"
+    return sorted("" if p == loc.root else p.removeprefix(prefix) for p in found)
+
+
+def list_names(loc: Location, relative: str = "") -> dict[str, str]:
+    """Return the files directly in a folder (one listing request): base name -> :func:`file_token`-style token.
+
+    Sub-folders are left out. Raises StorageNotFoundError if the folder does not exist.
+    """
+    path = loc.path(relative)
+    loc.fs.invalidate_cache(path)
+    entries = retrying(lambda: loc.fs.ls(path, detail=True), loc, relative)
+    return {
+        str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]: token_of(entry)
+        for entry in entries
+        if entry.get("type") == "file"
+    }
+
+
+def write_bytes(loc: Location, relative: str, data: bytes) -> None:
+    """Write ``data`` to a file, replacing it; parent folders are made where the filesystem needs them."""
+    path = loc.path(relative)
+
+    def write() -> None:
+        if _needs_parent_dirs(loc.fs):
+            loc.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        loc.fs.pipe_file(path, data)
+
+    retrying(write, loc, relative)
+
+
+def write_many(loc: Location, items: Iterable[tuple[str, bytes]], *, max_workers: int = 16) -> int:
+    """Write ``(relative, data)`` pairs concurrently and return how many were written.
+
+    ``items`` is consumed lazily, ``4 * max_workers`` at a time; the first failure is raised.
+    """
+    workers, written, pending = max(1, max_workers), 0, iter(items)
+    with ThreadPoolExecutor(workers, thread_name_prefix="inat-write") as pool:
+        for batch in iter(lambda: list(itertools.islice(pending, 4 * workers)), []):
+            written += len(list(pool.map(lambda item: write_bytes(loc, *item), batch)))
+    return written
+
+
+class _GuardedFile(io.BufferedIOBase):
+    """A file whose errors are redacted StorageErrors; reads that fail transiently are retried."""
+
+    def __init__(self, raw: Any, loc: Location, relative: str) -> None:
+        super().__init__()
+        self._raw, self._loc, self._relative = raw, loc, relative
+
+    def read(self, size: int | None = -1) -> bytes:
+        start = self._raw.tell() if self._raw.seekable() else None
+
+        def attempt() -> bytes:
+            if start is not None and self._raw.tell() != start:
+                self._raw.seek(start)  # a failed read of an fsspec file does not move; a local one may
+            return self._raw.read(-1 if size is None else size)
+
+        return retrying(attempt, self._loc, self._relative, retry.DEFAULT_RETRIES if start is not None else 0)
+
+    read1 = read
+
+    def write(self, data: Any) -> int:
+        return retrying(lambda: self._raw.write(data), self._loc, self._relative, 0)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return retrying(lambda: self._raw.seek(offset, whence), self._loc, self._relative, 0)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def readable(self) -> bool:
+        return self._raw.readable()
+
+    def writable(self) -> bool:
+        return self._raw.writable()
+
+    def seekable(self) -> bool:
+        return self._raw.seekable()
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                retrying(self._raw.close, self._loc, self._relative, 0)
+            finally:
+                super().close()
+
+
+def _bounded_file(loc: Location, raw: Any) -> Any:
+    """``raw``, an open file; an adlfs file has a client of its own, which gets the Location's Azure settings."""
+    if loc.azure:
+        bound_azure_client(getattr(raw, "container_client", None), loc.azure)
+    return raw
+
+
+@contextmanager
+def open_binary(loc: Location, relative: str = "") -> Iterator[BinaryIO]:
+    """Open a file for a streaming binary read (decompress ``.gz`` yourself); errors are StorageErrors."""
+    path = loc.path(relative)
+    raw = retrying(lambda: _bounded_file(loc, loc.fs.open(path, "rb")), loc, relative)
+    with _GuardedFile(raw, loc, relative) as file:
+        yield file  # type: ignore[misc]
+
+
+@contextmanager
+def open_output(loc: Location, relative: str) -> Iterator[BinaryIO]:
+    """Open a file for a streaming binary write; parent folders are made where the filesystem needs them.
+
+    The file is complete when the ``with`` block ends. If the block raises, the partial file is deleted
+    (best effort) and the error goes on unchanged.
+    """
+    path = loc.path(relative)
+
+    def open_raw() -> Any:
+        if _needs_parent_dirs(loc.fs):
+            loc.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        return _bounded_file(loc, loc.fs.open(path, "wb"))
+
+    file = _GuardedFile(retrying(open_raw, loc, relative, 0), loc, relative)
+    try:
+        yield file  # type: ignore[misc]
+    except BaseException:
+        with suppress(Exception):
+            file.close()
+        try:
+            loc.fs.rm_file(path)
+        except Exception as exc:
+            message = f"{where(loc, relative)}: partial output not removed ({describe_error(exc)})"
+            logger.warning("%s", loc.redact(message))
+        raise
+    file.close()
