@@ -24,7 +24,6 @@ from inat_hf.hub.card import (
     card_data,
     card_from_data,
     card_from_exports,
-    compute_biases,
     render_card,
     size_category,
 )
@@ -32,6 +31,7 @@ from inat_hf.manifest import load_or_build_manifest
 from inat_hf.metadata import load_metadata
 from inat_hf.schema import SPLITS
 from inat_hf.stats import compute_stats
+from inat_hf.summary import compute_biases
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("class_geo1k", "family_user")  # the default second: the card lists it first anyway

@@ -23,9 +23,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from huggingface_hub import DatasetCardData
 
 from inat_hf import about, storage
@@ -36,17 +34,10 @@ from inat_hf.partition import get_partitioner
 from inat_hf.plots import plot_client_sizes
 from inat_hf.schema import SPLITS
 from inat_hf.stats import PartitionStats, compute_stats
-from inat_hf.summary import summarize
+from inat_hf.summary import GRID_DEGREES, TINY_CLIENT_SIZE, TOP_CLIENT_FRACTION, DataBiases, compute_biases, summarize
 from inat_hf.taxonomy import RANKS
 
 TAGS = ("federated-learning", "inaturalist", "non-iid", "biodiversity", "fine-grained", "taxonomy", "species")
-TOP_CLIENT_FRACTION = 0.01
-"""The "largest clients" of the limitations section: this fraction of the photographers."""
-TINY_CLIENT_SIZE = 5
-"""Photographers with at most this many train images count as tiny clients."""
-GRID_DEGREES = 10
-TOP_CELLS = 5
-"""Geographic concentration: share of located train images in the busiest ``TOP_CELLS`` grid cells."""
 LICENSE_NAME = "inat2021-terms"
 CARD_CONFIGS = ("family_user", "species_user", "class_geo1k", "order_dirichlet", "phylum_iid")
 """The configs of the committed card and of ``inat-fl card`` without ``--config``."""
@@ -93,79 +84,6 @@ class ConfigCard:
     def name(self) -> str:
         """The config name."""
         return self.config.name
-
-
-@dataclass(frozen=True)
-class DataBiases:
-    """Skews of the train images that a user of the data should know (see :func:`compute_biases`)."""
-
-    train_images: int
-    located: int
-    northern: int
-    top_cells: tuple[tuple[str, int], ...]
-    occupied_cells: int
-    users: int
-    top_users: int
-    top_users_images: int
-    tiny_users: int
-    tiny_users_images: int
-    kingdom_images: tuple[tuple[str, int], ...]
-    species_images_min: int
-    species_images_max: int
-
-
-def _degrees(value: int, positive: str, negative: str) -> str:
-    return f"{abs(value)}°{positive if value > 0 else negative if value < 0 else ''}"
-
-
-def _cell_name(lat_index: int, lon_index: int) -> str:
-    """``30°N–40°N, 80°W–70°W`` for the grid cell of indices (3, -8)."""
-    lat, lon = lat_index * GRID_DEGREES, lon_index * GRID_DEGREES
-    lat_span = f"{_degrees(lat, 'N', 'S')}–{_degrees(lat + GRID_DEGREES, 'N', 'S')}"
-    return f"{lat_span}, {_degrees(lon, 'E', 'W')}–{_degrees(lon + GRID_DEGREES, 'E', 'W')}"
-
-
-def _value_counts(column: pa.ChunkedArray) -> list[tuple[Any, int]]:
-    """(value, count) pairs of a column's non-null values, most frequent first (ties: first seen)."""
-    items = pc.value_counts(column.combine_chunks().drop_null()).to_pylist()
-    return sorted(((item["values"], int(item["counts"])) for item in items), key=lambda pair: -pair[1])
-
-
-def compute_biases(images: pa.Table) -> DataBiases:
-    """Geographic, per-photographer and taxonomic skews of the ``train`` rows of an images table.
-
-    Parameters
-    ----------
-    images : pyarrow.Table
-        As :func:`inat_hf.metadata.load_metadata` returns it.
-    """
-    split = images["split"].combine_chunks()
-    train = images.filter(pc.equal(split.cast(pa.string()), "train"))
-    lat, lon = (train[c].to_numpy().astype(np.float64) for c in ("latitude", "longitude"))
-    located = ~(np.isnan(lat) | np.isnan(lon))
-    cells = np.floor(np.stack([lat[located], lon[located]], axis=1) / GRID_DEGREES).astype(np.int64)
-    cells = np.minimum(cells, [90 // GRID_DEGREES - 1, 180 // GRID_DEGREES - 1])  # 90°N, 180°E: the cell below
-    keys, cell_counts = np.unique(cells, axis=0, return_counts=True)
-    top = np.argsort(-cell_counts, kind="stable")[:TOP_CELLS]
-    users = np.array([n for _, n in _value_counts(train["user"])], dtype=np.int64)
-    k = max(1, math.ceil(TOP_CLIENT_FRACTION * users.size)) if users.size else 0
-    tiny = users <= TINY_CLIENT_SIZE
-    species = [n for _, n in _value_counts(train["species_id"])]
-    return DataBiases(
-        train_images=train.num_rows,
-        located=int(located.sum()),
-        northern=int((lat[located] >= 0).sum()),
-        top_cells=tuple((_cell_name(*map(int, keys[i])), int(cell_counts[i])) for i in top),
-        occupied_cells=len(keys),
-        users=int(users.size),
-        top_users=k,
-        top_users_images=int(users[:k].sum()),
-        tiny_users=int(tiny.sum()),
-        tiny_users_images=int(users[tiny].sum()),
-        kingdom_images=tuple((str(name), n) for name, n in _value_counts(train["kingdom"])),
-        species_images_min=min(species, default=0),
-        species_images_max=max(species, default=0),
-    )
 
 
 def size_category(n: int) -> str:
