@@ -26,6 +26,8 @@ PRESET_SCHEMES: tuple[str, ...] = ("user", "geo1k", "dirichlet", "iid")
 
 DEFAULT_CONFIG_NAME = "family_user"
 
+# Fields that change the examples but not the manifest.
+_EXAMPLE_ONLY_FIELDS = frozenset({"on_bad_image", "max_image_side", "with_images"})
 # Fields that do not change the examples (so they stay out of the fingerprint).
 _NOT_IN_FINGERPRINT = {"name", "version", "data_dir", "data_files", "description"}
 
@@ -111,6 +113,14 @@ class INatFLConfig(datasets.BuilderConfig):
             for f in dataclasses.fields(self)
             if f.name not in _NOT_IN_FINGERPRINT and f.name in _OWN_FIELDS
         }
+
+    def manifest_fields(self) -> dict[str, Any]:
+        """The fields that determine the manifest (:mod:`inat_hf.manifest`): :meth:`fingerprint_fields` less
+        those that only change how examples are made from it (``on_bad_image``, ``max_image_side``,
+        ``with_images``), so that such configs share one cached manifest.
+        """
+        fields = self.fingerprint_fields()
+        return {name: value for name, value in fields.items() if name not in _EXAMPLE_ONLY_FIELDS}
 
     def fingerprint(self) -> str:
         """Hex digest of :meth:`fingerprint_fields` (never includes storage options or paths)."""

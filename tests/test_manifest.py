@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -11,7 +15,7 @@ import pytest
 import inat_hf.manifest as manifest_module
 import inat_hf.manifest.cache as cache_module
 import inat_hf.manifest.layout as layout_module
-from inat_hf import load_metadata, storage
+from inat_hf import MetadataError, load_metadata, storage
 from inat_hf.config import config_for
 from inat_hf.manifest import (
     build_manifest,
@@ -159,3 +163,46 @@ def test_matches_flower_natural_id_partitioner(images):
     manifest = build_manifest(images, config_for("family_user"))
     ours = {frozenset(manifest.client_rows(c)["image_id"].to_pylist()) for c in range(manifest.num_clients)}
     assert ours == flower
+
+
+def test_a_manifest_built_by_inat_fl_stats_is_the_one_the_builder_reads(tiny_replica, tmp_path):
+    """One cache for every caller: after `inat-fl stats`, the builder and ClientStream read the cached
+    manifest instead of the metadata (here made unreadable, with its size and mtime kept, so that only a
+    re-read would notice)."""
+    from inat_hf.cli import main
+    from inat_hf.clients import ClientStream
+    from inaturalist_fl import INaturalistFL
+
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    data.mkdir()
+    for name in ("train.json", "val.json"):
+        shutil.copy2(Path(tiny_replica.url) / name, data / name)
+    assert (
+        main(
+            [
+                "stats",
+                "family_user",
+                "--data-dir",
+                str(data),
+                "--out",
+                str(tmp_path / "stats"),
+                "--cache-dir",
+                str(cache),
+            ]
+        )
+        == 0
+    )
+    folders = list((cache / "inaturalist_fl" / "manifests").iterdir())
+    assert len(folders) == 1
+    stat = (data / "train.json").stat()
+    (data / "train.json").write_bytes(b"x" * stat.st_size)  # garbage of the same size ...
+    os.utime(data / "train.json", ns=(stat.st_atime_ns, stat.st_mtime_ns))  # ... and the same mtime
+    with pytest.raises(MetadataError):
+        load_metadata(str(data))
+
+    builder = INaturalistFL(config_name="family_user", data_dir=str(data), cache_dir=str(cache), with_images=False)
+    assert builder.manifest_key.folder == folders[0]
+    assert builder.manifest.table.equals(read_manifest(folders[0]).table)
+    stream = ClientStream(str(data), "family_user", cache_dir=cache, with_images=False)
+    assert stream.num_clients == builder.manifest.num_clients
+    assert list((cache / "inaturalist_fl" / "manifests").iterdir()) == folders

@@ -9,7 +9,8 @@ so a folder that exists is complete.
 
 The fingerprint (:func:`manifest_fingerprint`) is a SHA-256 of JSON holding, for each metadata file, its base
 name, its size and its version token (ETag on object stores, modification time on local disk:
-:func:`inat_hf.storage.file_token`), the config's fields (:meth:`INatFLConfig.fingerprint_fields`) and
+:func:`inat_hf.storage.file_token`), the config's fields (:meth:`INatFLConfig.manifest_fields`: all that
+change the partition, not how images are fetched) and
 :data:`MANIFEST_VERSION`. It never holds a URL, a path or a credential, so the same data read through another
 URL or with other credentials has the same fingerprint; a copy with new modification times gets a new one
 (and the same manifest). :func:`locate` computes it once; the :class:`ManifestKey` carries it from there.
@@ -58,7 +59,7 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 def manifest_fingerprint(source: storage.Location, config: INatFLConfig) -> str:
     """Fingerprint of (metadata files, config, seed); no URL or credential goes into it (module docstring)."""
     tokens = [list(pair) for pair in metadata_tokens(source)]
-    payload = {"version": MANIFEST_VERSION, "files": tokens, "config": config.fingerprint_fields()}
+    payload = {"version": MANIFEST_VERSION, "files": tokens, "config": config.manifest_fields()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
