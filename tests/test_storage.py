@@ -472,3 +472,25 @@ def test_credentials_from_the_environment(azurite, az_container, monkeypatch: py
     key = azurite.account_key
     assert loc.redact(key) == key  # nothing of the environment is read or kept by inat_hf
     assert storage.read_bytes(storage.resolve(*az_container), "from-env/x.txt") == b"env"
+
+
+def test_a_pickled_location_keeps_its_azure_limits_and_secrets() -> None:
+    """A Location travels to num_proc and Dask workers by pickle: its copy must still be bounded and redacted."""
+    import pickle
+    import subprocess
+    import sys
+
+    options = {"connection_string": CLOSED_PORT_CONNECTION_STRING, "read_timeout": 7, "retry_status": 1}
+    loc = storage.resolve("az://container/prefix", options)
+    code = (
+        "import pickle, sys\n"
+        "loc = pickle.loads(sys.stdin.buffer.read())\n"
+        "config = loc.fs.service_client._config\n"
+        "print(config.transport.connection_config.read_timeout, config.retry_policy.status_retries,"
+        " loc.redact(sys.argv[1]))\n"
+    )
+    key = ACCOUNT_KEY
+    done = subprocess.run(
+        [sys.executable, "-c", code, f"key {key}"], input=pickle.dumps(loc), capture_output=True, check=True
+    )
+    assert done.stdout.decode().split() == ["7", "1", "key", "REDACTED"]

@@ -47,10 +47,22 @@ class Location:
         """Return ``text`` with this Location's secrets (and any secret-looking pattern) replaced."""
         return redact(text, self._secrets)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickle as its parts: a copy in another process (a ``num_proc`` worker, a Dask worker) gets an
+        equal filesystem from fsspec, and its Azure client gets this Location's limits again.
+        """
+        return _unpickle, (self.fs, self.root, self.url, self._secrets, self.azure)
+
     def child(self, relative: str) -> Location:
         """Return the Location rooted at ``self.path(relative)``."""
         clean = _clean_relative(relative, self.url)
         return Location(self.fs, self.path(clean), where(self, clean), self._secrets, self.azure)
+
+
+def _unpickle(fs: Any, root: str, url: str, secrets: tuple[str, ...], azure: AzureSettings) -> Location:
+    if azure:
+        bound_azure_client(getattr(fs, "service_client", None), azure)
+    return Location(fs, root, url, secrets, azure)
 
 
 def _clean_relative(relative: str, url: str) -> str:
