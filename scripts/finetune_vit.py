@@ -18,11 +18,11 @@ r"""Fine-tune a ViT on iNat-FL, centrally or federated (FedAvg / FedAvgM), or me
 
 Data: ``--data-dir`` prepares the config with the builder (``--cache-dir``, ``--num-proc``); ``--export``
 loads an export with ``datasets.load_dataset(DIR, config)`` and adds the images from ``--images`` with
-``inat_hf.export.attach_images``. Credentials come from the environment (``AZURE_STORAGE_*``, read by
+``inat_hf.hub.export.attach_images``. Credentials come from the environment (``AZURE_STORAGE_*``, read by
 adlfs); ``--option KEY=VALUE`` passes other storage options. Model: ``--model`` (a checkpoint name or
 path; default ``google/vit-base-patch16-224-in21k``) or ``--tiny`` (a small random ViT). Outputs in
 ``--out``: ``metrics.json`` (settings and one row per round or epoch), ``metrics.csv`` and
-``accuracy.png``; ``bench.json`` for ``--bench-pipeline``. The logic is in :mod:`inat_hf.training`.
+``accuracy.png``; ``bench.json`` for ``--bench-pipeline``. The logic is in :mod:`inat_hf.train.training`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fine-tuning (``inat_hf.training`` and ``scripts/finetune_vit.py``) with a tiny random ViT on CPU.
+"""Fine-tuning (``inat_hf.train.training`` and ``scripts/finetune_vit.py``) with a tiny random ViT on CPU.
 
 The ``small`` replica is written once for this module and ``family_user`` prepared with the builder
 (``num_proc=2``), images capped at 64 px (``max_image_side``; the tiny ViT sees 32 px) so that decoding is

@@ -17,9 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from inat_hf import storage
-from inat_hf.replica import images as _replica_images
-from inat_hf.replica import json_writer as _replica_json
-from inat_hf.replica import model as _replica_model
+from inat_hf.replica import images, json_writer, model
 from inat_hf.replica.taxonomy import species_categories as _categories
 from inat_hf.taxonomy import RANKS
 
@@ -129,24 +127,24 @@ def _info(scale: Scale, seed: int) -> dict[str, object]:
 
 
 def _split_table(
-    split: str, first_id: int, species: np.ndarray, user: np.ndarray, users: _replica_model.Users,
+    split: str, first_id: int, species: np.ndarray, user: np.ndarray, users: model.Users,
     tiny: bool, streams: list[np.random.Generator],
 ) -> pa.Table:  # fmt: skip
     n = len(species)
-    width, height = _replica_model.image_sizes(n, tiny, streams[0])
-    lat, lon, uncertainty = _replica_model.locations(user, users, streams[1])
+    width, height = model.image_sizes(n, tiny, streams[0])
+    lat, lon, uncertainty = model.locations(user, users, streams[1])
     dir_names = pa.array([c["image_dir_name"] for c in _categories()])
     file_name = pc.binary_join_element_wise(
-        f"{split}/", pc.take(dir_names, pa.array(species)), "/", _replica_model.uuid4_strings(n, streams[2]), ".jpg", ""
+        f"{split}/", pc.take(dir_names, pa.array(species)), "/", model.uuid4_strings(n, streams[2]), ".jpg", ""
     )
     columns = {
         "id": pa.array(np.arange(first_id, first_id + n, dtype=np.int64)),
         "width": pa.array(width),
         "height": pa.array(height),
         "file_name": file_name,
-        "license": pa.array(_replica_model.licenses(user, users, streams[3])),
+        "license": pa.array(model.licenses(user, users, streams[3])),
         "rights_holder": pc.take(pa.array(users.names, pa.string()), pa.array(user)),
-        "date": _replica_model.dates(lat, streams[4]),
+        "date": model.dates(lat, streams[4]),
         "latitude": pa.array(lat, from_pandas=True),
         "longitude": pa.array(lon, from_pandas=True),
         "location_uncertainty": pa.array(uncertainty, mask=uncertainty == -1),
@@ -184,13 +182,13 @@ def build_replica(scale: str = "small", seed: int = 0, *, tiny_images: bool | No
     root = np.random.SeedSequence([seed, zlib.crc32(spec.name.encode())])
     streams = [np.random.default_rng(s) for s in root.spawn(16)]
     species_ids = np.arange(0, 10_000, spec.species_step)
-    full = _replica_model.full_train_counts()[species_ids]
+    full = model.full_train_counts()[species_ids]
     counts = full if spec.count_scale == 1 else np.maximum(1, np.round(full * spec.count_scale)).astype(np.int64)
     train_species = np.repeat(species_ids, counts)
     position = np.repeat(np.arange(len(species_ids)) / len(species_ids), counts)
-    sizes = _replica_model.user_sizes(spec.users, int(counts.sum()), streams[5])
-    users = _replica_model.make_users(sizes, streams[6])
-    train_user = _replica_model.assign_users(position, sizes, streams[7])
+    sizes = model.user_sizes(spec.users, int(counts.sum()), streams[5])
+    users = model.make_users(sizes, streams[6])
+    train_user = model.assign_users(position, sizes, streams[7])
     val_species = np.repeat(species_ids, spec.val_per_species)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     k = np.repeat(np.arange(len(species_ids)), spec.val_per_species)
@@ -292,12 +290,12 @@ def write_sample(
     for split, table in (("train", replica.train), ("val", replica.val)):
         order = replica.annotation_order[split]
         label, total = f"{split}.json", table.num_rows
-        _replica_json.write_split(loc, label, table, header, order, functools.partial(report, label, total=total))
+        json_writer.write_split(loc, label, table, header, order, functools.partial(report, label, total=total))
     written = 0
     if not metadata_only:
         for split, table in (("train", replica.train), ("val", replica.val)):
             rows = _jpeg_rows(table)
-            items = _replica_images.jpeg_items(rows, replica.seed)
+            items = images.jpeg_items(rows, replica.seed)
             written += storage.write_many(loc, _reported(items, report, f"{split} JPEGs", len(rows)))
     report.end()
     return dataclasses.replace(replica.counts, jpegs_written=written)

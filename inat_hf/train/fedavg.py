@@ -1,10 +1,10 @@
 """Federated averaging: FedAvg (McMahan et al. 2017) and FedAvgM (server momentum, Hsu, Qi and Brown 2019).
 
 Each round samples clients with ``ClientData.sample(k, seed + round)``, trains the global weights on each
-client's rows (:func:`inat_hf.training.train_local`, fresh optimizer) and averages them weighted by the
+client's rows (:func:`inat_hf.train.training.train_local`, fresh optimizer) and averages them weighted by the
 clients' example counts; ``server_momentum`` applies ``v <- beta * v + (w - w_avg)``,
 ``w <- w - server_lr * v``. Every round is evaluated on the central validation split (round 0 is the
-initial model). Needs the ``train`` extras, like :mod:`inat_hf.training`.
+initial model). Needs the ``train`` extras, like :mod:`inat_hf.train.training`.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ extras)::
     model = make_model(label_names(train), size="tiny")           # or checkpoint="google/vit-base-..."
     transform = make_transform(make_processor(size="tiny"))      # images -> pixel_values, label -> labels
     clients = ClientData(with_pipeline(train, transform))         # each client a contiguous slice
-    rows = run_fedavg(model, clients, with_pipeline(val, transform), FedAvgSettings(rounds=5))  # inat_hf.fedavg
+    rows = run_fedavg(model, clients, with_pipeline(val, transform), FedAvgSettings(rounds=5))  # inat_hf.train.fedavg
 
-Federated averaging (FedAvg, FedAvgM) lives in :mod:`inat_hf.fedavg`; this module has the model, the input
+Federated averaging (FedAvg, FedAvgM) lives in :mod:`inat_hf.train.fedavg`; this module has the model, the input
 pipeline, local training, evaluation and the central ``Trainer`` run. Device: cuda, else mps, else cpu;
 bf16 autocast on cuda (fp16 with a gradient scaler where bf16 is unsupported), full precision elsewhere.
 Seeds are fixed, so a CPU run is reproducible.
