@@ -114,11 +114,12 @@ def client_row_groups(metadata: pq.FileMetaData, client_id: int, split: str | No
     """Row groups of a Parquet file whose statistics can hold ``client_id``'s rows (of ``split``, when the
     file has a ``split`` column and ``split`` is given).
     """
-    schema = metadata.schema.to_arrow_schema()
+    # Parquet leaf columns, by path: a struct before them (an ``image``: bytes, path) shifts their indices.
+    leaves = {metadata.schema.column(i).path: i for i in range(len(metadata.schema))}
     wanted: dict[str, Any] = {"client_id": client_id}
-    if split is not None and "split" in schema.names:
+    if split is not None and "split" in leaves:
         wanted["split"] = split
-    columns = {name: schema.get_field_index(name) for name in wanted}
+    columns = {name: leaves[name] for name in wanted}
     groups = []
     for index in range(metadata.num_row_groups):
         group = metadata.row_group(index)

@@ -24,8 +24,8 @@ OnDone = Callable[[dict[str, Any]], None]
 OnSubmit = Callable[[], None]
 TASKS_PER_THREAD = 2
 """Tasks in flight per worker thread (one running, one queued, so that no worker waits for the driver)."""
-SYNCHRONOUS_BATCH = 8
-"""Files per graph computed by the synchronous scheduler."""
+SYNCHRONOUS_BATCH = 1
+"""Files per graph computed by the synchronous scheduler (1: files are written in plan order)."""
 
 
 def task_key(task: FileTask) -> str:

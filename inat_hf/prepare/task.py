@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from inat_hf import storage
-from inat_hf.examples import iter_fetched, vet_image
+from inat_hf.examples import BadImageError, iter_fetched, vet_image
 from inat_hf.hub.export import rows_table
 from inat_hf.manifest import layout
 from inat_hf.prepare.plan import FileTask
@@ -136,7 +136,10 @@ def run_file(
     skipped: list[dict[str, Any]] = []
     if task.settings.images_url is not None:
         images = storage.resolve(task.settings.images_url, resolve_options(image_options))
-        column, keep, skipped = _images(task, rows, images)
+        try:
+            column, keep, skipped = _images(task, rows, images)
+        except BadImageError as err:
+            raise BadImageError(f"{task.relative}: {err}") from None
         rows = rows.filter(pa.array(keep, type=pa.bool_()))
     table = rows_table(
         rows, task.config, task.label_names, task.split, include_user=task.settings.include_user, image_column=column
