@@ -118,7 +118,10 @@ def run_distributed(
     """
     from distributed import as_completed
 
-    refs = [client.scatter(o, broadcast=True, hash=False) if o else None for o in (image_options, out_options)]
+    # scatter([mapping]): one future holding the whole mapping (a bare mapping would be scattered per value)
+    refs = [
+        client.scatter([dict(o)], broadcast=True, hash=False)[0] if o else None for o in (image_options, out_options)
+    ]
     threads = sum(client.nthreads().values()) or 1
     window = max(2, TASKS_PER_THREAD * threads)
     pending = iter(tasks)
