@@ -7,9 +7,9 @@ One run measures three things.
   ``download_and_prepare(num_proc=2)``, and of raw ``azure-storage-blob`` downloads from a thread pool;
   ``--repeat`` interleaved rounds, the best of each kind. Both prepares start from a cached manifest.
 * **driver** (full replica metadata, 2,686,843 train rows; no JPEGs exist at that scale, so the files are
-  written without images, with the image default of 2,000 rows per file: 1,393 files, the same plan and task
-  count as the real job): seconds from the call to the first task submitted, and the driver's peak RSS, in a
-  child process of its own (its workers' memory is not counted), manifest cached first (untimed).
+  written without images, with the image default of 2,000 rows per file: the same plan and task count as the
+  real job): seconds from the call to the first task submitted, less the ``LocalCluster``'s start (planning),
+  and the driver's peak RSS (``VmHWM``: its workers are not counted), manifest cached first (untimed).
 * **worker RSS**: the peak RSS of the workers (fresh 2-worker cluster each time) for two file sizes with
   images (small replica) and, without images, for the same file size on the small and the full replica.
 
@@ -75,15 +75,16 @@ def _child(code: str, *args: str) -> dict[str, Any]:
 
 
 _DRIVER = """
-import json, resource, sys, time
+import json, sys
 if __name__ == "__main__":
     from inat_hf.prepare import prepare
     data, out, cache, rows, images = sys.argv[1:6]
     report = prepare(out, data, ["family_user"], cache_dir=cache, scheduler="local", workers=2,
                      file_rows=int(rows), overrides=None if images == "yes" else {"with_images": False}, progress=None)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    from inat_hf.prepare.task import peak_rss
     print(json.dumps({"seconds": report["seconds"], "first_task_s": report["seconds_to_first_task"],
-                      "driver_peak_rss": peak, "worker_peak_rss": report["worker_peak_rss"],
+                      "planning_s": report["planning_seconds"], "cluster_start_s": report["cluster_start_seconds"],
+                      "driver_peak_rss": peak_rss(), "worker_peak_rss": report["worker_peak_rss"],
                       "files": report["files_planned"], "rows": report["totals"]["rows_written"]}))
 """
 _MANIFEST = """
@@ -182,11 +183,11 @@ def bench_prepare(args: argparse.Namespace) -> dict[str, Any]:
     print(f"prepare / builder {ratios['vs_builder']:.2f}x (target {IMAGES_TARGET_VS_BUILDER}), "
           f"prepare / raw {ratios['vs_raw']:.2f}x (target {IMAGES_TARGET_VS_RAW})")  # fmt: skip
     gib = 2**30
-    print(f"{'run (LocalCluster of 2)':<36}{'files':>6}{'rows':>10}{'s to 1st task':>14}{'driver RSS':>11}"
-          f"{'worker RSS':>11}{'seconds':>8}")  # fmt: skip
+    print(f"{'run (LocalCluster of 2)':<36}{'files':>6}{'rows':>10}{'planning s':>11}{'+ cluster s':>12}"
+          f"{'driver RSS':>11}{'worker RSS':>11}{'seconds':>8}")  # fmt: skip
     for run in scale:
         driver, worker = run["driver_peak_rss"] / gib, run["worker_peak_rss"] / gib
-        print(f"{run['run']:<36}{run['files']:>6}{run['rows']:>10,}{run['first_task_s']:>14.2f}"
+        print(f"{run['run']:<36}{run['files']:>6}{run['rows']:>10,}{run['planning_s']:>11.2f}{run['cluster_start_s']:>12.2f}"
               f"{driver:>10.2f}G{worker:>10.2f}G{run['seconds']:>8.1f}")  # fmt: skip
     print(json.dumps(result))
     return result

@@ -39,6 +39,7 @@ from inat_hf.prepare.plan import (
     public_url,
     with_rows,
 )
+from inat_hf.prepare.task import peak_rss
 
 REPORT_FILE = "prepare_report.json"
 
@@ -242,7 +243,9 @@ def prepare(
         if scheduler == "synchronous":
             engine.run_synchronous(tasks(), image_options, out_storage_options, on_done, on_submit)
         else:
+            starting = time.perf_counter()
             with engine.distributed_client(scheduler, workers) as client:
+                report["cluster_start_seconds"] = time.perf_counter() - starting
                 engine.run_distributed(client, tasks(), image_options, out_storage_options, on_done, on_submit)
     except BaseException as err:
         _write_report(out, report, results, plans, began, first_submit, meter, error=err)
@@ -291,6 +294,8 @@ def _write_report(
         "totals": _totals(ordered),
         "seconds": time.perf_counter() - began,
         "seconds_to_first_task": first_submit[0] if first_submit else None,
+        "planning_seconds": (first_submit[0] - report.get("cluster_start_seconds", 0.0)) if first_submit else None,
+        "driver_peak_rss": peak_rss(),
         "images_per_s": meter.images_per_s,
         "worker_peak_rss": max((r["worker_peak_rss"] for r in ordered), default=0),
         "files": per_file,
