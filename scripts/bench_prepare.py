@@ -48,6 +48,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=32, help="threads of the raw download (default 32)")
     parser.add_argument("--repeat", type=int, default=2, help="interleaved rounds; the best of each is shown")
     parser.add_argument("--skip-full", action="store_true", help="leave out the full-scale driver measures")
+    parser.add_argument("--only-full", action="store_true", help="only the full-scale driver measures")
     parser.set_defaults(func=bench_prepare)
     return parser
 
@@ -117,6 +118,8 @@ def bench_prepare(args: argparse.Namespace) -> dict[str, Any]:
     from inat_hf.replica import write_sample
 
     datasets.disable_progress_bars()
+    if args.only_full:
+        return _only_full(args)
     work = Path(tempfile.mkdtemp(prefix="inat-bench-prepare-"))
     runs: dict[str, list[dict[str, Any]]] = {"raw": [], "builder": [], "dask": []}
     scale: list[dict[str, Any]] = []
@@ -182,6 +185,30 @@ def bench_prepare(args: argparse.Namespace) -> dict[str, Any]:
               f"{run['client_cpu_ms_per_image']:>11.2f}{run['azurite_cpu_ms_per_image']:>8.2f}")  # fmt: skip
     print(f"prepare / builder {ratios['vs_builder']:.2f}x (target {IMAGES_TARGET_VS_BUILDER}), "
           f"prepare / raw {ratios['vs_raw']:.2f}x (target {IMAGES_TARGET_VS_RAW})")  # fmt: skip
+    _print_scale(scale)
+    print(json.dumps(result))
+    return result
+
+
+def _only_full(args: argparse.Namespace) -> dict[str, Any]:
+    """The full-scale driver measure alone (``--only-full``)."""
+    from inat_hf.replica import write_sample
+
+    full = Path(args.full)
+    if not (full / "train.json").is_file():
+        write_sample(str(full), scale="full", metadata_only=True)
+    work = Path(tempfile.mkdtemp(prefix="inat-bench-prepare-"))
+    try:
+        scale = [driver_run(str(full), work, "no images, full replica", 2000, False)]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _print_scale(scale)
+    result = {"bench": "prepare", "scale_runs": scale, "load_average": list(os.getloadavg())}
+    print(json.dumps(result))
+    return result
+
+
+def _print_scale(scale: list[dict[str, Any]]) -> None:
     gib = 2**30
     print(f"{'run (LocalCluster of 2)':<36}{'files':>6}{'rows':>10}{'planning s':>11}{'+ cluster s':>12}"
           f"{'driver RSS':>11}{'worker RSS':>11}{'seconds':>8}")  # fmt: skip
@@ -189,5 +216,3 @@ def bench_prepare(args: argparse.Namespace) -> dict[str, Any]:
         driver, worker = run["driver_peak_rss"] / gib, run["worker_peak_rss"] / gib
         print(f"{run['run']:<36}{run['files']:>6}{run['rows']:>10,}{run['planning_s']:>11.2f}{run['cluster_start_s']:>12.2f}"
               f"{driver:>10.2f}G{worker:>10.2f}G{run['seconds']:>8.1f}")  # fmt: skip
-    print(json.dumps(result))
-    return result

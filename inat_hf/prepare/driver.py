@@ -27,7 +27,7 @@ from inat_hf.config import INatFLConfig, config_for
 from inat_hf.errors import InatError
 from inat_hf.hub.card import card_from_exports
 from inat_hf.hub.export import data_files, with_split_sizes
-from inat_hf.manifest import Manifest, load_or_build, locate
+from inat_hf.manifest import Manifest, ManifestKey, load_or_build, locate
 from inat_hf.metadata import load_metadata
 from inat_hf.prepare import engine
 from inat_hf.prepare.plan import (
@@ -225,8 +225,8 @@ def prepare(
     results: list[dict[str, Any]] = []
     first_submit: list[float] = []
 
-    def tasks() -> Any:
-        for plan, manifest in zip(plans, manifests, strict=True):
+    def tasks(loaded: list[Manifest]) -> Any:
+        for plan, manifest in zip(plans, loaded, strict=True):
             for item in plan:
                 yield with_rows(item, manifest)
 
@@ -241,17 +241,19 @@ def prepare(
 
     try:
         if scheduler == "synchronous":
-            engine.run_synchronous(tasks(), image_options, out_storage_options, on_done, on_submit)
+            engine.run_synchronous(tasks(manifests), image_options, out_storage_options, on_done, on_submit)
         else:
             starting = time.perf_counter()
             with engine.distributed_client(scheduler, workers) as client:
                 report["cluster_start_seconds"] = time.perf_counter() - starting
-                engine.run_distributed(client, tasks(), image_options, out_storage_options, on_done, on_submit)
+                engine.run_distributed(client, tasks(manifests), image_options, out_storage_options, on_done, on_submit)
     except BaseException as err:
         _write_report(out, report, results, plans, began, first_submit, meter, error=err)
         raise _named(err, results, plans, out) from None
     report = _write_report(out, report, results, plans, began, first_submit, meter)
-    _write_card(out, wanted, manifests, _in_plan_order(results, plans), metadata, source, replica_note)
+    del manifests  # the card reads them again after the metadata: the two peaks do not add up (full scale: 4 GB)
+    pa.default_memory_pool().release_unused()
+    _write_card(out, keys, _in_plan_order(results, plans), metadata, source, replica_note)
     if progress is not None:
         print(format_report(report), file=progress)
     return report
@@ -306,8 +308,7 @@ def _write_report(
 
 def _write_card(
     out: storage.Location,
-    configs: list[INatFLConfig],
-    manifests: list[Manifest],
+    keys: list[ManifestKey],
     results: list[dict[str, Any]],
     metadata: pa.Table | None,
     source: storage.Location,
@@ -320,9 +321,12 @@ def _write_card(
         written.setdefault(result["config"], {}).setdefault(result["split"], []).append(result["file"])
         examples.setdefault(result["config"], Counter())[result["split"]] += result["rows_written"]
     written = {name: {split: sorted(files) for split, files in splits.items()} for name, splits in written.items()}
-    built = [(c, m, data_files(c.name, list(written.get(c.name, {})))) for c, m in zip(configs, manifests, strict=True)]
     if metadata is None:
-        metadata = load_metadata(source, on_invalid=configs[0].on_invalid)
+        metadata = load_metadata(source, on_invalid=keys[0].config.on_invalid)
+    built = [
+        (k.config, load_or_build(k, source, metadata), data_files(k.config.name, list(written.get(k.config.name, {}))))
+        for k in keys
+    ]
     card = card_from_exports(built, metadata, out, replica_note=replica_note)
     counts = {name: dict(c) for name, c in examples.items()}
     storage.write_bytes(out, "README.md", with_split_sizes(card, out, written, built, counts).encode("utf-8"))

@@ -3,8 +3,8 @@
 A config's manifest is cut, split by split, into row ranges of whole clients (about ``file_rows`` rows each,
 :func:`inat_hf.manifest.layout.plan_shards`); range ``i`` of ``n`` becomes
 ``data/{config}/{split}-{i:05d}-of-{n:05d}.parquet``. A :class:`FileTask` carries everything a worker needs
-to write that file, and nothing secret: the manifest rows themselves (Arrow IPC, dictionaries decoded, so
-that a task holds only its own rows), the URLs (refused if they carry a credential) and the settings.
+to write that file, and nothing secret: the manifest rows themselves (a compact Arrow table, dictionaries decoded,
+so that a task holds only its own rows), the URLs (refused if they carry a credential) and the settings.
 Storage options travel apart, by reference (:mod:`inat_hf.prepare.driver`).
 
 The prepare key (:func:`prepare_key`) hashes the manifest fingerprint with the settings that change a file's
@@ -73,8 +73,8 @@ class FileTask:
     fingerprint : str
         The manifest fingerprint.
     settings : Settings
-    rows : bytes
-        The manifest rows ``[start, stop)`` as an Arrow IPC stream (empty until :func:`with_rows`).
+    rows : pyarrow.Table or None
+        The manifest rows ``[start, stop)`` (None until :func:`with_rows`).
     """
 
     config: INatFLConfig
@@ -86,7 +86,7 @@ class FileTask:
     key: str
     fingerprint: str
     settings: Settings
-    rows: bytes = b""
+    rows: pa.Table | None = None
 
     @property
     def rows_in(self) -> int:
@@ -95,8 +95,9 @@ class FileTask:
 
     def table(self) -> pa.Table:
         """The manifest rows of this file."""
-        with pa.ipc.open_stream(self.rows) as reader:
-            return reader.read_all()
+        if self.rows is None:
+            raise ValueError(f"{self.relative}: the task has no rows; attach them with with_rows()")
+        return self.rows
 
 
 def public_url(url: str, what: str) -> str:
@@ -151,7 +152,9 @@ def plan_files(manifest: Manifest, config: INatFLConfig, settings: Settings, *, 
 
 
 def with_rows(task: FileTask, manifest: Manifest) -> FileTask:
-    """``task`` with its manifest rows attached (dictionary columns decoded: a task holds only its rows)."""
+    """``task`` with its manifest rows attached: a compact copy (dictionary columns decoded, buffers of these
+    rows only), so that a task holds and ships its own rows and nothing of the rest of the manifest.
+    """
     rows = manifest.table.slice(task.start, task.rows_in)
     columns = []
     for column in rows.columns:
@@ -159,7 +162,4 @@ def with_rows(task: FileTask, manifest: Manifest) -> FileTask:
             column = column.combine_chunks().dictionary_decode()
         columns.append(column)
     table = pa.table(columns, names=rows.column_names)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return FileTask(**{**task.__dict__, "rows": sink.getvalue().to_pybytes()})
+    return FileTask(**{**task.__dict__, "rows": table.take(pa.array(range(table.num_rows), type=pa.int64()))})
