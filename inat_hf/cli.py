@@ -189,6 +189,31 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from inat_hf.prepare import prepare
+
+    options = parse_storage_options(args.option)
+    prepare(
+        args.out,
+        args.data_dir,
+        args.config or ["family_user"],
+        overrides=parse_overrides(args.set),
+        storage_options=options,
+        out_storage_options=parse_storage_options(args.out_option),
+        images_dir=args.images_dir,
+        cache_dir=args.cache_dir,
+        max_image_side=args.max_image_side,
+        on_bad_image=args.on_bad_image,
+        include_user=args.include_user,
+        file_rows=args.file_rows,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        replica_note=args.replica_note,
+    )
+    print(f"wrote {args.out}; load it with datasets.load_dataset({args.out!r}, CONFIG)")
+    return 0
+
+
 def _cmd_push(args: argparse.Namespace) -> int:
     from inat_hf.hub.push import plan_push, push
 
@@ -220,6 +245,24 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--replica-note", help="notice at the top of the card (e.g. numbers from a replica)")
     export.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
     export.set_defaults(func=_cmd_export)
+
+    prep = sub.add_parser("prepare", help="write configs with their images as client-aligned Parquet, on Dask")
+    prep.add_argument("out", help="output folder or fsspec URL (az://container/prefix)")
+    prep.add_argument("--data-dir", required=True, help="your iNat 2021 copy (or a replica): the metadata")
+    prep.add_argument("--images-dir", help="where the image files are read (default: --data-dir)")
+    prep.add_argument("--config", action="append", help="config(s) to prepare (default: family_user)")
+    prep.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
+    prep.add_argument("--max-image-side", type=int, help="shrink images to this longer side")
+    prep.add_argument("--on-bad-image", choices=("error", "skip"), help="a missing or corrupt image (default: error)")
+    prep.add_argument("--scheduler", default="local", help="local (default), synchronous or tcp://HOST:PORT")
+    prep.add_argument("--workers", type=int, help="worker processes of --scheduler local (default 2)")
+    prep.add_argument("--file-rows", type=int, help="rows per file (default 2,000 with images)")
+    prep.add_argument("--include-user", action="store_true", help="also write the raw rights_holder")
+    prep.add_argument("--cache-dir", help=_CACHE_HELP)
+    prep.add_argument("--replica-note", help="notice at the top of the card")
+    prep.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="data/images")
+    prep.add_argument("--out-option", action="append", default=[], metavar="KEY=VALUE", help="output storage")
+    prep.set_defaults(func=_cmd_prepare)
 
     push = sub.add_parser("push", help="upload an export folder to the Hugging Face Hub (token: HF_TOKEN)")
     push.add_argument("repo_id", help="namespace/name of the dataset repository")

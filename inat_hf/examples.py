@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -112,6 +112,78 @@ def _fetch(loc: storage.Location, names: list[str]) -> list[bytes | str]:
     return out
 
 
+def iter_fetched(
+    names: pa.ChunkedArray | pa.Array,
+    loc: storage.Location,
+    *,
+    group_rows: int = GROUP_ROWS,
+    fetch_ahead: int = FETCH_AHEAD,
+) -> Generator[tuple[int, list[bytes | str]], None, None]:
+    """Yield ``(start, images)`` for consecutive groups of ``names``: each image's bytes, or why it could not
+    be had, while the next ``fetch_ahead`` groups are fetched in background threads.
+
+    Parameters
+    ----------
+    names : pyarrow.Array or ChunkedArray
+        File names relative to ``loc``, in row order.
+    loc : storage.Location
+        The data folder.
+    group_rows : int
+        Files fetched together (one ``storage.fetch_many`` call).
+    fetch_ahead : int
+        Groups fetched in the background while one group is consumed (0: fetch each group when needed).
+    """
+    group_rows = max(1, group_rows)
+    pool = ThreadPoolExecutor(max(1, fetch_ahead), thread_name_prefix="inat-prefetch")
+    queue: deque[tuple[int, Future[list[bytes | str]]]] = deque()
+    todo = iter(range(0, len(names), group_rows))
+
+    def submit_next() -> None:
+        start = next(todo, None)
+        if start is not None:
+            queue.append((start, pool.submit(_fetch, loc, names.slice(start, group_rows).to_pylist())))
+
+    try:
+        for _ in range(max(1, fetch_ahead)):
+            submit_next()
+        while queue:
+            start, future = queue.popleft()
+            submit_next()
+            yield start, future.result()
+    finally:  # closed early (an error, or a consumer that stopped): drop the fetches not yet started
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def vet_image(
+    image: bytes | str,
+    file_name: str,
+    image_id: int,
+    loc: storage.Location,
+    on_bad_image: Policy,
+    max_image_side: int | None = None,
+) -> tuple[bytes | None, str | None]:
+    """Apply the bad-image policy to one fetched image: ``(bytes, None)`` for a usable image (shrunk to
+    ``max_image_side`` if given), ``(None, reason)`` for a bad one with ``on_bad_image="skip"``.
+
+    Raises
+    ------
+    BadImageError
+        With ``on_bad_image="error"``: the URL of the file, the reason and the image id.
+    """
+    reason = image if isinstance(image, str) else check_image(image)
+    if reason is not None:
+        if on_bad_image == "error":
+            raise BadImageError(
+                f"{loc.url}/{file_name}: {reason} (image id {image_id}). Fix the file, "
+                "or prepare with on_bad_image='skip' to leave such rows out (they are listed)."
+            )
+        return None, reason
+    data = image if isinstance(image, bytes) else b""  # a str is a reason, handled above
+    if max_image_side is not None:
+        data = resize_image(data, max_image_side)
+    return data, None
+
+
 def iter_examples(
     rows: pa.Table,
     loc: storage.Location | None,
@@ -147,57 +219,23 @@ def iter_examples(
         With ``on_bad_image="error"``: the URL of the file, the reason and the image id.
     """
     on_bad_image = check_policy("on_bad_image", on_bad_image)
-    starts = range(0, rows.num_rows, max(1, group_rows))
+    group_rows = max(1, group_rows)
     if loc is None:
-        for start in starts:
+        for start in range(0, rows.num_rows, group_rows):
             for row in rows.slice(start, group_rows).select(EXAMPLE_COLUMNS).to_pylist():
                 yield example_key(row), row
         return
-    names = rows.column("file_name")
-    pool = ThreadPoolExecutor(max(1, fetch_ahead), thread_name_prefix="inat-prefetch")
-    queue: deque[tuple[int, Future[list[bytes | str]]]] = deque()
-    todo = iter(starts)
-
-    def submit_next() -> None:
-        start = next(todo, None)
-        if start is not None:
-            queue.append((start, pool.submit(_fetch, loc, names.slice(start, group_rows).to_pylist())))
-
+    fetched = iter_fetched(rows.column("file_name"), loc, group_rows=group_rows, fetch_ahead=fetch_ahead)
     try:
-        for _ in range(max(1, fetch_ahead)):
-            submit_next()
-        while queue:
-            start, future = queue.popleft()
-            submit_next()
-            images = future.result()
+        for start, images in fetched:
             group = rows.slice(start, group_rows).select(EXAMPLE_COLUMNS).to_pylist()
-            yield from _group_examples(group, images, loc, on_bad_image, max_image_side, on_skip)
-    finally:  # closed early (an error, or a consumer that stopped): drop the fetches not yet started
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _group_examples(
-    group: list[dict[str, Any]],
-    images: list[bytes | str],
-    loc: storage.Location,
-    on_bad_image: Policy,
-    max_image_side: int | None,
-    on_skip: SkipHook | None,
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The examples of one fetched group, bad images handled by the policy."""
-    for row, image in zip(group, images, strict=True):
-        reason = image if isinstance(image, str) else check_image(image)
-        if reason is not None:
-            if on_bad_image == "error":
-                raise BadImageError(
-                    f"{loc.url}/{row['file_name']}: {reason} (image id {row['image_id']}). Fix the file, "
-                    "or prepare with on_bad_image='skip' to leave such rows out (they are listed)."
-                )
-            if on_skip is not None:
-                on_skip(row["image_id"], row["file_name"], reason)
-            continue
-        data = image if isinstance(image, bytes) else b""  # a str is a reason, handled above
-        if max_image_side is not None:
-            data = resize_image(data, max_image_side)
-        row["image"] = {"bytes": data, "path": row["file_name"]}
-        yield example_key(row), row
+            for row, image in zip(group, images, strict=True):
+                data, reason = vet_image(image, row["file_name"], row["image_id"], loc, on_bad_image, max_image_side)
+                if data is None:
+                    if on_skip is not None:
+                        on_skip(row["image_id"], row["file_name"], reason or "")
+                    continue
+                row["image"] = {"bytes": data, "path": row["file_name"]}
+                yield example_key(row), row
+    finally:
+        fetched.close()

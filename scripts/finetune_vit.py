@@ -18,7 +18,8 @@ r"""Fine-tune a ViT on iNat-FL, centrally or federated (FedAvg / FedAvgM), or me
 
 Data: ``--data-dir`` prepares the config with the builder (``--cache-dir``, ``--num-proc``); ``--export``
 loads an export with ``datasets.load_dataset(DIR, config)`` and adds the images from ``--images`` with
-``inat_hf.hub.export.attach_images``. Credentials come from the environment (``AZURE_STORAGE_*``, read by
+``inat_hf.hub.export.attach_images`` (an output of ``inat-fl prepare`` holds the image bytes: no ``--images``).
+Credentials come from the environment (``AZURE_STORAGE_*``, read by
 adlfs); ``--option KEY=VALUE`` passes other storage options. Model: ``--model`` (a checkpoint name or
 path; default ``google/vit-base-patch16-224-in21k``) or ``--tiny`` (a small random ViT). Outputs in
 ``--out``: ``metrics.json`` (settings and one row per round or epoch), ``metrics.csv`` and
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = data.add_mutually_exclusive_group(required=True)
     source.add_argument("--data-dir", help="data folder URL for the builder (official layout or processed CSV)")
     source.add_argument("--export", help="an export folder (inat-fl export), loaded with datasets.load_dataset")
-    data.add_argument("--images", help="with --export: URL of your copy of the images")
+    data.add_argument("--images", help="with a manifest-only --export: URL of your copy of the images")
     data.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="storage option (no secrets)")
     data.add_argument("--cache-dir", help="datasets cache (default: the datasets default)")
     data.add_argument("--num-proc", type=int, default=2, help="builder worker processes (default 2)")
@@ -120,13 +121,15 @@ def load_splits(args: argparse.Namespace) -> tuple[datasets.Dataset, datasets.Da
     """The train split (rows grouped by client) and the central validation split, with their images."""
     options, overrides = parse_storage_options(args.option), parse_overrides(args.set)
     if args.export:
-        if not args.images:
-            raise SystemExit("--export needs --images: the URL of your copy of the images")
         if overrides:
             raise SystemExit("--set does not apply to --export: an export holds the configs it was made with")
         from inat_hf.hub.export import attach_images
 
         splits = datasets.load_dataset(args.export, args.config, cache_dir=args.cache_dir)
+        if "image" in splits["train"].features:  # inat-fl prepare (or export --with-images): bytes in the files
+            return splits["train"], splits["validation"]
+        if not args.images:
+            raise SystemExit("--export needs --images (the URL of your copy of the images) when it has no image bytes")
         return tuple(attach_images(splits[name], args.images, options) for name in ("train", "validation"))
     from inaturalist_fl import INaturalistFL
 

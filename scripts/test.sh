@@ -11,9 +11,9 @@ fi
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
 # torch first: 2.13.0 is the CPU build this machine image keeps on disk (any other torch spec would
-# download a CUDA build of several GB); then the package with its dev and training extras.
+# download a CUDA build of several GB); then the package with its dev, training and dask extras.
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[dev,train]"
+python -m pip install --quiet -e ".[dev,train,dask]"
 # flwr-datasets declares datasets<5 but works on datasets 5: --no-deps keeps the current datasets.
 python -m pip install --quiet --no-deps "flwr-datasets==0.6.1"
 

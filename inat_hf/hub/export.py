@@ -105,10 +105,41 @@ def export_table(
     """The rows of one split as the export's Arrow table (features in the schema metadata)."""
     offset, length = manifest.split_range(split)
     rows = manifest.table.slice(offset, length)
-    features = export_features(config, manifest.label_names, include_user=include_user, with_images=images is not None)
+    image_column = _image_column(images, rows["file_name"].to_pylist()) if images is not None else None
+    return rows_table(rows, config, manifest.label_names, split, include_user=include_user, image_column=image_column)
+
+
+def rows_table(
+    rows: pa.Table,
+    config: INatFLConfig,
+    label_names: Sequence[str],
+    split: str,
+    *,
+    include_user: bool = False,
+    image_column: pa.Array | None = None,
+) -> pa.Table:
+    """Manifest rows of one split (whole clients, in order) as the export's Arrow table, the features in the
+    schema metadata (so that ``datasets`` decodes ``image`` and ``label``).
+
+    Parameters
+    ----------
+    rows : pyarrow.Table
+        A slice of a manifest's table, all of ``split``.
+    config : INatFLConfig
+        The config of the manifest (the ``client`` pseudonyms depend on its scheme).
+    label_names : sequence of str
+        The manifest's label vocabulary.
+    split : str
+        The split of ``rows``.
+    include_user : bool
+        Keep the raw ``user`` column.
+    image_column : pyarrow.Array, optional
+        One ``datasets.Image`` struct per row (``bytes``, ``path``); without it the table has no ``image``.
+    """
+    features = export_features(config, label_names, include_user=include_user, with_images=image_column is not None)
     data: dict[str, Any] = {}
-    if images is not None:
-        data["image"] = _image_column(images, rows["file_name"].to_pylist())
+    if image_column is not None:
+        data["image"] = image_column
     for name in features:
         if name == "image":
             continue
@@ -279,21 +310,24 @@ def with_split_sizes(
     out: storage.Location,
     written: Mapping[str, Mapping[str, list[str]]],
     built: Sequence[tuple[INatFLConfig, Manifest, Any]],
+    examples: Mapping[str, Mapping[str, int]] | None = None,
 ) -> str:
     """Add ``dataset_info`` (examples and bytes per split) to the card's YAML.
 
     Besides informing the Hub viewer, it makes ``datasets``' cache key depend on the exported content:
     ``load_dataset(folder)`` hashes the card's configs and dataset infos, not the files, so two exports in
-    folders of the same name would otherwise share one cache entry.
+    folders of the same name would otherwise share one cache entry. ``examples`` (config -> split -> rows
+    written) replaces the manifest's counts where rows were left out (bad images skipped).
     """
     card = DatasetCard(card_text)
     infos = []
     for config, manifest, _ in built:
+        counts = (examples or {}).get(config.name, {})
         splits: list[dict[str, Any]] = [
             {
                 "name": split,
                 "num_bytes": sum(storage.size(out, f) for f in files),
-                "num_examples": manifest.split_range(split)[1],
+                "num_examples": counts.get(split, manifest.split_range(split)[1]),
             }
             for split, files in written[config.name].items()
         ]

@@ -24,7 +24,10 @@ from inat_hf.schema import SPLITS
 MANIFEST_ROW_GROUP_ROWS = 65_536
 """Target rows per row group of the cached manifest."""
 EXPORT_ROW_GROUP_ROWS = 8_192
-"""Target rows per row group of an exported or prepared Parquet file, so that one client reads little."""
+"""Target rows per row group of an exported Parquet file, so that one client reads little."""
+IMAGE_ROW_GROUP_ROWS = 256
+"""Target rows per row group of a Parquet file with image bytes (``inat-fl prepare``): about 20 MB at iNat's
+80 KB per image, so that reading one client reads little (a larger client still gets one row group)."""
 SHARD_ROWS = 10_000
 """About this many rows per builder shard; at least :data:`MIN_SHARDS` (fewer only with fewer clients)."""
 MIN_SHARDS = 16
@@ -65,8 +68,20 @@ def row_group_bounds(table: pa.Table, target: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def plan_shards(manifest: Manifest, split: str) -> list[tuple[int, int]]:
-    """Row ranges of ``split`` in the manifest, each a run of whole clients (any cut for ``validation``)."""
+def plan_shards(
+    manifest: Manifest,
+    split: str,
+    *,
+    target_rows: int = SHARD_ROWS,
+    min_shards: int = MIN_SHARDS,
+    max_shards: int = MAX_SHARDS,
+) -> list[tuple[int, int]]:
+    """Row ranges of ``split`` in the manifest, each a run of whole clients (any cut for ``validation``).
+
+    About ``target_rows`` rows each, evenly spread: ``ceil(rows / target_rows)`` ranges kept within
+    ``[min_shards, max_shards]`` (fewer when there are fewer clients), each cut at the first client start
+    at or after its even share. Deterministic: the same manifest gives the same ranges.
+    """
     offset, length = manifest.split_range(split)
     if length == 0:
         return []
@@ -75,7 +90,8 @@ def plan_shards(manifest: Manifest, split: str) -> list[tuple[int, int]]:
     else:
         index = manifest.clients
         starts = np.sort(index[f"{split}_offset"].to_numpy()[index[f"{split}_length"].to_numpy() > 0])
-    target = min(len(starts), max(MIN_SHARDS, min(MAX_SHARDS, math.ceil(length / SHARD_ROWS))))
+    wanted_shards = max(min_shards, min(max_shards, math.ceil(length / max(1, target_rows))))
+    target = max(1, min(len(starts), wanted_shards))
     wanted = offset + np.arange(1, target) * length / target
     cuts = np.unique(starts[np.minimum(np.searchsorted(starts, wanted), len(starts) - 1)])
     bounds = [offset, *[int(c) for c in cuts if offset < c < offset + length], offset + length]
@@ -98,11 +114,12 @@ def client_row_groups(metadata: pq.FileMetaData, client_id: int, split: str | No
     """Row groups of a Parquet file whose statistics can hold ``client_id``'s rows (of ``split``, when the
     file has a ``split`` column and ``split`` is given).
     """
-    schema = metadata.schema.to_arrow_schema()
+    # Parquet leaf columns, by path: a struct before them (an ``image``: bytes, path) shifts their indices.
+    leaves = {metadata.schema.column(i).path: i for i in range(len(metadata.schema))}
     wanted: dict[str, Any] = {"client_id": client_id}
-    if split is not None and "split" in schema.names:
+    if split is not None and "split" in leaves:
         wanted["split"] = split
-    columns = {name: schema.get_field_index(name) for name in wanted}
+    columns = {name: leaves[name] for name in wanted}
     groups = []
     for index in range(metadata.num_row_groups):
         group = metadata.row_group(index)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import posixpath
+import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -12,6 +13,7 @@ from typing import Any, BinaryIO
 
 import fsspec
 from fsspec.asyn import AsyncFileSystem
+from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from inat_hf.errors import StorageError
@@ -213,3 +215,53 @@ def open_output(loc: Location, relative: str) -> Iterator[BinaryIO]:
             logger.warning("%s", loc.redact(message))
         raise
     file.close()
+
+
+def remove(loc: Location, relative: str) -> None:
+    """Delete a file; one that is already gone is not an error."""
+    path = loc.path(relative)
+
+    def rm() -> None:
+        with suppress(FileNotFoundError):
+            loc.fs.rm_file(path)
+
+    retrying(rm, loc, relative)
+
+
+TEMPORARY_PREFIX = ".tmp-"
+"""Base names of files being written by :func:`open_atomic` on a local disk (hidden, never matched by a glob
+such as ``train-*.parquet``)."""
+
+
+@contextmanager
+def open_atomic(loc: Location, relative: str) -> Iterator[BinaryIO]:
+    """Open a file for writing that appears at ``relative`` only complete, or not at all.
+
+    On a local disk the data goes to a hidden temporary file in the same folder
+    (``.tmp-{name}-{random}``), renamed into place when the ``with`` block ends (an atomic rename). On other
+    filesystems (object stores, where an upload becomes visible only when it is committed) it is written in
+    place, then the size stored is checked against the bytes written. If the block raises, nothing appears.
+
+    Raises
+    ------
+    StorageError
+        If the stored file does not have the size written (it is deleted first).
+    """
+    if not isinstance(loc.fs, LocalFileSystem):
+        with open_output(loc, relative) as handle:
+            yield handle
+            written = handle.tell()
+        stored = size(loc, relative)
+        if stored != written:
+            remove(loc, relative)
+            raise StorageError(loc.redact(f"{where(loc, relative)}: stored {stored} bytes of {written} written"))
+        return
+    folder, name = posixpath.split(relative)
+    temporary = posixpath.join(folder, f"{TEMPORARY_PREFIX}{name}-{uuid.uuid4().hex[:12]}")
+    with open_output(loc, temporary) as handle:
+        yield handle
+    try:
+        retrying(lambda: loc.fs.mv(loc.path(temporary), loc.path(relative)), loc, relative, 0)
+    except BaseException:
+        remove(loc, temporary)
+        raise

@@ -1,0 +1,32 @@
+"""``inat-fl prepare``: the builder's examples as image-bearing, client-aligned Parquet files, on Dask.
+
+The real job is all of iNat 2021 (2.7M images). The manifest (no image bytes) fits on the driver, so no
+shuffle is needed: the driver plans files of whole clients in client order (:mod:`~inat_hf.prepare.plan`),
+and each Dask task writes one file (:mod:`~inat_hf.prepare.task`): it fetches that file's images through
+:mod:`inat_hf.storage`, applies ``on_bad_image`` and ``max_image_side``, and writes one Parquet file with
+client-aligned row groups, statistics and the builder's features in the schema, to any fsspec URL. The
+output has the export layout (``data/{config}/{split}-XXXXX-of-YYYYY.parquet`` plus the card), so
+``datasets.load_dataset(OUT, config)``, :func:`inat_hf.hub.export.read_client` and ``ClientData`` read it.
+
+Files appear only complete and record the prepare key and their row range; a rerun writes only the files
+that are missing or do not match, and gives the same bytes (:mod:`~inat_hf.prepare.driver`). Schedulers and
+credentials: :mod:`~inat_hf.prepare.engine`.
+"""
+
+from inat_hf.prepare.driver import REPORT_FILE, format_report, prepare
+from inat_hf.prepare.plan import FILE_ROWS_WITH_IMAGES, FILE_ROWS_WITHOUT_IMAGES, FileTask, Settings, plan_files
+from inat_hf.prepare.task import RECORD_KEY, read_record, run_file
+
+__all__ = [
+    "FILE_ROWS_WITHOUT_IMAGES",
+    "FILE_ROWS_WITH_IMAGES",
+    "RECORD_KEY",
+    "REPORT_FILE",
+    "FileTask",
+    "Settings",
+    "format_report",
+    "plan_files",
+    "prepare",
+    "read_record",
+    "run_file",
+]

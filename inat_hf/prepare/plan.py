@@ -1,0 +1,165 @@
+"""The driver's plan: files of whole clients, in client order, and the task that writes each one.
+
+A config's manifest is cut, split by split, into row ranges of whole clients (about ``file_rows`` rows each,
+:func:`inat_hf.manifest.layout.plan_shards`); range ``i`` of ``n`` becomes
+``data/{config}/{split}-{i:05d}-of-{n:05d}.parquet``. A :class:`FileTask` carries everything a worker needs
+to write that file, and nothing secret: the manifest rows themselves (a compact Arrow table, dictionaries decoded,
+so that a task holds only its own rows), the URLs (refused if they carry a credential) and the settings.
+Storage options travel apart, by reference (:mod:`inat_hf.prepare.driver`).
+
+The prepare key (:func:`prepare_key`) hashes the manifest fingerprint with the settings that change a file's
+bytes; each file records it with its row range in the Parquet key-value metadata, so that a rerun can tell a
+complete file that matches from one to write again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from inat_hf import storage
+from inat_hf.config import INatFLConfig
+from inat_hf.manifest import Manifest, plan_shards
+from inat_hf.schema import SPLITS
+
+PREPARE_VERSION = 1
+"""Bumped when the bytes of a prepared file change for the same inputs."""
+FILE_ROWS_WITH_IMAGES = 2_000
+"""Default rows per file with image bytes: about 160 MB at iNat's 80 KB per image (1,344 train files)."""
+FILE_ROWS_WITHOUT_IMAGES = 250_000
+"""Default rows per file without image bytes (as ``inat-fl export``)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every file of one run shares (no secret: URLs are checked by :func:`public_url`).
+
+    Attributes
+    ----------
+    out_url : str
+        The output folder (absolute for local paths).
+    images_url : str or None
+        The folder the manifest's ``file_name`` values are relative to; ``None`` without images.
+    include_user : bool
+        Keep the raw ``user`` column.
+    """
+
+    out_url: str
+    images_url: str | None
+    include_user: bool = False
+
+
+@dataclass(frozen=True)
+class FileTask:
+    """One output file: which rows, where, and how (see the module docstring).
+
+    Attributes
+    ----------
+    config : INatFLConfig
+        The config (``on_bad_image``, ``max_image_side``, ``with_images`` are read from it).
+    label_names : tuple of str
+        The manifest's label vocabulary.
+    split : str
+    relative : str
+        ``data/{config}/{split}-{i:05d}-of-{n:05d}.parquet``, relative to the output folder.
+    start, stop : int
+        The row range in the manifest.
+    key : str
+        :func:`prepare_key` of the run.
+    fingerprint : str
+        The manifest fingerprint.
+    settings : Settings
+    rows : pyarrow.Table or None
+        The manifest rows ``[start, stop)`` (None until :func:`with_rows`).
+    """
+
+    config: INatFLConfig
+    label_names: tuple[str, ...]
+    split: str
+    relative: str
+    start: int
+    stop: int
+    key: str
+    fingerprint: str
+    settings: Settings
+    rows: pa.Table | None = None
+
+    @property
+    def rows_in(self) -> int:
+        """Rows of the manifest this file stands for."""
+        return self.stop - self.start
+
+    def table(self) -> pa.Table:
+        """The manifest rows of this file."""
+        if self.rows is None:
+            raise ValueError(f"{self.relative}: the task has no rows; attach them with with_rows()")
+        return self.rows
+
+
+def public_url(url: str, what: str) -> str:
+    """``url`` made absolute when it is a local path; raise ValueError if it carries a credential."""
+    if storage.redact(url) != url:
+        raise ValueError(
+            f"{what} holds a credential (a SAS signature or account key); pass credentials in storage options or "
+            "the workers' environment (AZURE_STORAGE_*), never in the URL: URLs travel in the task graph"
+        )
+    if "://" in url:
+        return url
+    return storage.resolve(url).root
+
+
+def prepare_key(fingerprint: str, config: INatFLConfig, settings: Settings, file_rows: int) -> str:
+    """Hash of what decides a prepared file's bytes: the manifest fingerprint (metadata, config with its
+    ``on_bad_image``, ``max_image_side`` and ``with_images``), ``include_user``, ``file_rows`` and
+    :data:`PREPARE_VERSION`.
+    """
+    payload = {
+        "fingerprint": fingerprint,
+        "config": config.fingerprint_fields(),
+        "include_user": settings.include_user,
+        "with_images": settings.images_url is not None,
+        "file_rows": file_rows,
+        "version": PREPARE_VERSION,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def plan_files(manifest: Manifest, config: INatFLConfig, settings: Settings, *, file_rows: int) -> Iterator[FileTask]:
+    """The files of one config, split by split in manifest order, without their rows (:func:`with_rows`).
+
+    Parameters
+    ----------
+    manifest : Manifest
+    config : INatFLConfig
+    settings : Settings
+    file_rows : int
+        Rows per file to aim at (a client is never cut; ``validation`` may be cut anywhere).
+    """
+    if file_rows < 1:
+        raise ValueError(f"file_rows={file_rows!r} is invalid; allowed: an integer >= 1")
+    key = prepare_key(manifest.fingerprint, config, settings, file_rows)
+    for split in SPLITS:
+        ranges = plan_shards(manifest, split, target_rows=file_rows, min_shards=1, max_shards=99_999)
+        for index, (start, stop) in enumerate(ranges):
+            relative = f"data/{config.name}/{split}-{index:05d}-of-{len(ranges):05d}.parquet"
+            yield FileTask(
+                config, manifest.label_names, split, relative, start, stop, key, manifest.fingerprint, settings
+            )
+
+
+def with_rows(task: FileTask, manifest: Manifest) -> FileTask:
+    """``task`` with its manifest rows attached: a compact copy (dictionary columns decoded, buffers of these
+    rows only), so that a task holds and ships its own rows and nothing of the rest of the manifest.
+    """
+    rows = manifest.table.slice(task.start, task.rows_in)
+    columns = []
+    for column in rows.columns:
+        if pa.types.is_dictionary(column.type):
+            column = column.combine_chunks().dictionary_decode()
+        columns.append(column)
+    table = pa.table(columns, names=rows.column_names)
+    return FileTask(**{**task.__dict__, "rows": table.take(pa.array(range(table.num_rows), type=pa.int64()))})

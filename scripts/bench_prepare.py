@@ -1,0 +1,218 @@
+"""``python scripts/bench.py prepare``: ``inat-fl prepare`` on Dask against the builder and raw downloads.
+
+One run measures three things.
+
+* **images** (small replica in Azurite, as ``bench.py fetch``): images/s of ``prepare`` on a ``LocalCluster``
+  of 2 worker processes (one thread each; the cluster started and warmed before the clock), of the builder's
+  ``download_and_prepare(num_proc=2)``, and of raw ``azure-storage-blob`` downloads from a thread pool;
+  ``--repeat`` interleaved rounds, the best of each kind. Both prepares start from a cached manifest.
+* **driver** (full replica metadata, 2,686,843 train rows; no JPEGs exist at that scale, so the files are
+  written without images, with the image default of 2,000 rows per file: the same plan and task count as the
+  real job): seconds from the call to the first task submitted, less the ``LocalCluster``'s start (planning),
+  and the driver's peak RSS (``VmHWM``: its workers are not counted), manifest cached first (untimed).
+* **worker RSS**: the peak RSS of the workers (fresh 2-worker cluster each time) for two file sizes with
+  images (small replica) and, without images, for the same file size on the small and the full replica.
+
+Prints a table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench_fetch import CONTAINER, _best, _Meter, raw_download
+from bench_fetch import prepare as builder_prepare
+
+from inat_hf.testing.azurite import AzuriteServer, running_azurite
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES_TARGET_VS_BUILDER = 0.9
+IMAGES_TARGET_VS_RAW = 0.8
+FIRST_TASK_TARGET_S = 10.0
+DRIVER_RSS_TARGET = 4 * 2**30
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``prepare`` subcommand on ``bench.py``'s subparsers."""
+    parser = subparsers.add_parser("prepare", help="prepare on Dask vs the builder vs raw downloads; driver at scale")
+    parser.add_argument("--scale", default="small", help="replica uploaded to Azurite (default small)")
+    parser.add_argument("--full", default="bench_out/full", help="full replica metadata (written if missing)")
+    parser.add_argument("--workers", type=int, default=32, help="threads of the raw download (default 32)")
+    parser.add_argument("--repeat", type=int, default=2, help="interleaved rounds; the best of each is shown")
+    parser.add_argument("--skip-full", action="store_true", help="leave out the full-scale driver measures")
+    parser.add_argument("--only-full", action="store_true", help="only the full-scale driver measures")
+    parser.set_defaults(func=bench_prepare)
+    return parser
+
+
+def dask_prepare(url: str, server: AzuriteServer, client: Any, out: Path, cache: Path) -> dict[str, Any]:
+    """Time ``prepare`` of ``family_user`` from Azurite on ``client``'s cluster (manifest already cached)."""
+    from inat_hf.prepare import prepare
+
+    options = {"connection_string": server.connection_string}
+    with _Meter(server) as meter:
+        report = prepare(str(out), url, ["family_user"], storage_options=options, cache_dir=str(cache),
+                         scheduler=client, progress=None)  # fmt: skip
+    shutil.rmtree(out, ignore_errors=True)
+    return meter.result(report["totals"]["rows_written"], files=report["files_planned"],
+                        worker_peak_rss=report["worker_peak_rss"])  # fmt: skip
+
+
+def _child(code: str, *args: str) -> dict[str, Any]:
+    """Run ``code`` in a fresh Python (its own peak RSS); it prints one JSON line last."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"child failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+_DRIVER = """
+import json, sys
+if __name__ == "__main__":
+    from inat_hf.prepare import prepare
+    data, out, cache, rows, images = sys.argv[1:6]
+    report = prepare(out, data, ["family_user"], cache_dir=cache, scheduler="local", workers=2,
+                     file_rows=int(rows), overrides=None if images == "yes" else {"with_images": False}, progress=None)
+    from inat_hf.prepare.task import peak_rss
+    print(json.dumps({"seconds": report["seconds"], "first_task_s": report["seconds_to_first_task"],
+                      "planning_s": report["planning_seconds"], "cluster_start_s": report["cluster_start_seconds"],
+                      "driver_peak_rss": peak_rss(), "worker_peak_rss": report["worker_peak_rss"],
+                      "files": report["files_planned"], "rows": report["totals"]["rows_written"]}))
+"""
+_MANIFEST = """
+import sys
+from inat_hf.config import config_for
+from inat_hf.manifest import load_or_build_manifest
+for images in (True, False):
+    load_or_build_manifest(sys.argv[1], config_for("family_user", with_images=images), cache_dir=sys.argv[2])
+print("{}")
+"""
+
+
+def driver_run(data: str, work: Path, name: str, rows: int, images: bool) -> dict[str, Any]:
+    """One prepare in a child process (LocalCluster of 2), the manifest cached first."""
+    cache = work / f"cache-{Path(data).name}"
+    _child(_MANIFEST, data, str(cache))
+    out = work / f"out-{name}"
+    result = _child(_DRIVER, data, str(out), str(cache), str(rows), "yes" if images else "no")
+    shutil.rmtree(out, ignore_errors=True)
+    return {"run": name, "file_rows": rows, "images": images, **result}
+
+
+def bench_prepare(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the benchmark (see the module docstring); print a table and one JSON line."""
+    import datasets
+    from distributed import Client, LocalCluster
+
+    from inat_hf.config import config_for
+    from inat_hf.manifest import load_or_build_manifest
+    from inat_hf.replica import write_sample
+
+    datasets.disable_progress_bars()
+    if args.only_full:
+        return _only_full(args)
+    work = Path(tempfile.mkdtemp(prefix="inat-bench-prepare-"))
+    runs: dict[str, list[dict[str, Any]]] = {"raw": [], "builder": [], "dask": []}
+    scale: list[dict[str, Any]] = []
+    try:
+        local_small = work / "small"
+        write_sample(str(local_small), scale=args.scale)
+        scale.append(driver_run(str(local_small), work, "images, 300 rows/file", 300, True))
+        scale.append(driver_run(str(local_small), work, "images, 3,000 rows/file", 3000, True))
+        scale.append(driver_run(str(local_small), work, "no images, small replica", 2000, False))
+        with running_azurite(work / "azurite") as server:
+            from azure.storage.blob import BlobServiceClient
+
+            options = {"connection_string": server.connection_string}
+            with BlobServiceClient.from_connection_string(server.connection_string) as service:
+                service.create_container(CONTAINER)
+            url = f"az://{CONTAINER}/inat"
+            counts = write_sample(url, scale=args.scale, storage_options=options)
+            load_or_build_manifest(url, config_for("family_user"), options, cache_dir=str(work / "dask-cache"))
+            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+            with cluster, Client(cluster) as client:
+                client.run(lambda: __import__("inat_hf.prepare.task"))  # warm: imports datasets, pyarrow
+                for round_ in range(args.repeat):
+                    runs["raw"].append(raw_download(server, "inat/", args.workers))
+                    runs["builder"].append(builder_prepare(url, server, 2, work / f"builder-{round_}"))
+                    runs["dask"].append(dask_prepare(url, server, client, work / f"out-{round_}", work / "dask-cache"))
+                runs["raw"].append(raw_download(server, "inat/", args.workers))
+        if not args.skip_full:
+            full = Path(args.full)
+            if not (full / "train.json").is_file():
+                write_sample(str(full), scale="full", metadata_only=True)
+            scale.append(driver_run(str(full), work, "no images, full replica", 2000, False))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    best = {kind: _best(r) for kind, r in runs.items()}
+    dask_rate = best["dask"]["images_per_s"]
+    ratios = {
+        "vs_builder": dask_rate / best["builder"]["images_per_s"],
+        "vs_raw": dask_rate / best["raw"]["images_per_s"],
+    }
+    full_run = next((r for r in scale if r["run"].endswith("full replica")), None)
+    result = {
+        "bench": "prepare",
+        "scale": args.scale,
+        "jpegs": counts.jpegs_written,
+        "repeat": args.repeat,
+        "best": best,
+        "ratios": ratios,
+        "runs": runs,
+        "scale_runs": scale,
+        "load_average": list(os.getloadavg()),
+        "meets_images_target": ratios["vs_builder"] >= IMAGES_TARGET_VS_BUILDER
+        and ratios["vs_raw"] >= IMAGES_TARGET_VS_RAW,
+        "meets_driver_target": None
+        if full_run is None
+        else full_run["first_task_s"] <= FIRST_TASK_TARGET_S and full_run["driver_peak_rss"] < DRIVER_RSS_TARGET,
+    }
+    print(f"{args.scale} replica: {counts.jpegs_written:,} JPEGs in Azurite; best of {args.repeat} interleaved rounds")
+    print(f"{'run':<52}{'images':>7}{'seconds':>8}{'images/s':>9}{'CPU ms/img':>11}{'Azurite':>8}")
+    names = {"raw": f"raw azure-storage-blob, {args.workers} threads", "builder": "download_and_prepare, num_proc=2",
+             "dask": "prepare, LocalCluster 2 workers x 1 thread"}  # fmt: skip
+    for kind, run in best.items():
+        print(f"{names[kind]:<52}{run['images']:>7,}{run['seconds']:>8.2f}{run['images_per_s']:>9.0f}"
+              f"{run['client_cpu_ms_per_image']:>11.2f}{run['azurite_cpu_ms_per_image']:>8.2f}")  # fmt: skip
+    print(f"prepare / builder {ratios['vs_builder']:.2f}x (target {IMAGES_TARGET_VS_BUILDER}), "
+          f"prepare / raw {ratios['vs_raw']:.2f}x (target {IMAGES_TARGET_VS_RAW})")  # fmt: skip
+    _print_scale(scale)
+    print(json.dumps(result))
+    return result
+
+
+def _only_full(args: argparse.Namespace) -> dict[str, Any]:
+    """The full-scale driver measure alone (``--only-full``)."""
+    from inat_hf.replica import write_sample
+
+    full = Path(args.full)
+    if not (full / "train.json").is_file():
+        write_sample(str(full), scale="full", metadata_only=True)
+    work = Path(tempfile.mkdtemp(prefix="inat-bench-prepare-"))
+    try:
+        scale = [driver_run(str(full), work, "no images, full replica", 2000, False)]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _print_scale(scale)
+    result = {"bench": "prepare", "scale_runs": scale, "load_average": list(os.getloadavg())}
+    print(json.dumps(result))
+    return result
+
+
+def _print_scale(scale: list[dict[str, Any]]) -> None:
+    gib = 2**30
+    print(f"{'run (LocalCluster of 2)':<36}{'files':>6}{'rows':>10}{'planning s':>11}{'+ cluster s':>12}"
+          f"{'driver RSS':>11}{'worker RSS':>11}{'seconds':>8}")  # fmt: skip
+    for run in scale:
+        driver, worker = run["driver_peak_rss"] / gib, run["worker_peak_rss"] / gib
+        print(f"{run['run']:<36}{run['files']:>6}{run['rows']:>10,}{run['planning_s']:>11.2f}{run['cluster_start_s']:>12.2f}"
+              f"{driver:>10.2f}G{worker:>10.2f}G{run['seconds']:>8.1f}")  # fmt: skip
