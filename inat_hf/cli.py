@@ -92,7 +92,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     print(
         f"wrote the {counts.scale!r} replica (seed {counts.seed}) to {args.out} in {elapsed:.1f} s: "
-        f"{counts.train_images:,} train + {counts.val_images:,} val images, {counts.users:,} users, "
+        f"{counts.train_images:,} train + {counts.val_images:,} val images (and {counts.train_mini_images:,} "
+        f"train_mini, a subset of train), {counts.users:,} users, "
         f"{counts.jpegs_written:,} JPEGs"
     )
     if not args.no_summary:
@@ -120,8 +121,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
     from inat_hf import storage
     from inat_hf.config import config_for
-    from inat_hf.manifest import load_or_build, locate
-    from inat_hf.metadata import load_metadata
+    from inat_hf.manifest import load_config_metadata, load_or_build, locate
     from inat_hf.metadata.users import user_table, write_user_table
     from inat_hf.plots import plot_client_sizes, plot_label_heatmap
     from inat_hf.stats import compute_stats, format_stats
@@ -131,7 +131,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    images = load_metadata(source, on_invalid=config.on_invalid)  # once: the per-user table, and the manifest
+    images = load_config_metadata(source, config)  # once: the per-user table, and the manifest
     manifest = load_or_build(locate(source, config, args.cache_dir), source, images)
     stats = compute_stats(manifest, config.name)
     print(format_stats(stats))
@@ -182,6 +182,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         include_user=args.include_user,
         with_images=args.with_images,
         replica_note=args.replica_note,
+        images_dir=args.images_dir,
+        image_storage_options=parse_storage_options(args.image_option) if args.image_option else None,
     )
     for config, splits in written.items():
         print(f"{config}: " + ", ".join(f"{split} {len(files)} file(s)" for split, files in splits.items()))
@@ -216,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
     export.add_argument("--with-images", action="store_true", help="also write the image bytes (private use only)")
     export.add_argument("--include-user", action="store_true", help="also write the raw rights_holder")
+    export.add_argument("--images-dir", help="with --with-images: URL of the images, if apart from --data-dir")
+    export.add_argument(
+        "--image-option", action="append", default=[], metavar="KEY=VALUE", help="fsspec option of --images-dir"
+    )
     export.add_argument("--cache-dir", help=_CACHE_HELP)
     export.add_argument("--replica-note", help="notice at the top of the card (e.g. numbers from a replica)")
     export.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")

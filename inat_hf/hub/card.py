@@ -32,6 +32,7 @@ from inat_hf import about, storage
 from inat_hf.config import DEFAULT_CONFIG_NAME, INatFLConfig, config_for
 from inat_hf.manifest import Manifest, load_or_build, locate
 from inat_hf.metadata import load_metadata
+from inat_hf.metadata.image_table import train_pool
 from inat_hf.partition import get_partitioner
 from inat_hf.plots import plot_client_sizes
 from inat_hf.schema import SPLITS
@@ -139,8 +140,7 @@ def compute_biases(images: pa.Table) -> DataBiases:
     images : pyarrow.Table
         As :func:`inat_hf.metadata.load_metadata` returns it.
     """
-    split = images["split"].combine_chunks()
-    train = images.filter(pc.equal(split.cast(pa.string()), "train"))
+    train = train_pool(images)  # train, or train_mini for a train_mini export
     lat, lon = (train[c].to_numpy().astype(np.float64) for c in ("latitude", "longitude"))
     located = ~(np.isnan(lat) | np.isnan(lon))
     cells = np.floor(np.stack([lat[located], lon[located]], axis=1) / GRID_DEGREES).astype(np.int64)
@@ -384,7 +384,9 @@ def card_from_exports(
     """
     default = _default_of([config.name for config, _, _ in built], default_config)
     summary = summarize(images)
-    train = next((s for s in summary if s.split == "train"), None)
+    train = next((s for s in summary if s.split == "train"), None) or next(
+        (s for s in summary if s.split == "train_mini"), None
+    )
     if train is None:
         raise ValueError("the metadata has no train split: a card describes the train images")
     cards = [ConfigCard.from_stats(c, compute_stats(m, c.name), files) for c, m, files in built]
@@ -430,10 +432,12 @@ def card_from_data(
     configs = [config_for(c) if isinstance(c, str) else c for c in config_names]
     _default_of([config.name for config in configs], default_config)
     source = storage.resolve(data_dir, storage_options)
-    images = load_metadata(source)
+    pool = configs[0].train_split if configs else "train"
+    images = load_metadata(source, train_split=pool)
     built = []
     for config in configs:
-        manifest = load_or_build(locate(source, config, cache_dir), source, images)
+        loaded = images if config.train_split == pool else None  # another pool: load_or_build loads its own
+        manifest = load_or_build(locate(source, config, cache_dir), source, loaded)
         splits = [split for split in SPLITS if manifest.split_range(split)[1]]  # as the export writes them
         built.append((config, manifest, {split: f"data/{config.name}/{split}-*.parquet" for split in splits}))
     return card_from_exports(

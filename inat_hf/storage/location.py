@@ -47,6 +47,12 @@ class Location:
         """Return ``text`` with this Location's secrets (and any secret-looking pattern) replaced."""
         return redact(text, self._secrets)
 
+    def parent(self) -> Location:
+        """Return the Location of the folder holding this one (the same filesystem and credentials)."""
+        root = posixpath.dirname(self.root.rstrip("/")) if "/" in self.root.rstrip("/") else self.root
+        url = self.url.rstrip("/").rsplit("/", 1)[0] if "/" in self.url.split("://", 1)[-1] else self.url
+        return Location(self.fs, root, url, self._secrets, self.azure)
+
     def child(self, relative: str) -> Location:
         """Return the Location rooted at ``self.path(relative)``."""
         clean = _clean_relative(relative, self.url)
