@@ -206,6 +206,39 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_extract(args: argparse.Namespace) -> int:
+    import json
+
+    from inat_hf.extract import ExtractReport, extract_archive
+
+    def show(report: ExtractReport) -> None:
+        sys.stderr.write(
+            f"\r[inat-fl extract] {report.members:,} members ({report.written:,} written, {report.skipped:,} present, "
+            f"{report.refused:,} refused), {report.bytes_read / 1e6:,.0f} MB read, "
+            f"{report.read_rate / 1e6:,.1f} MB/s   "
+        )
+        sys.stderr.flush()
+
+    options = parse_storage_options(args.option)
+    out_options = parse_storage_options(args.out_option) if args.out_option else options
+    report = extract_archive(
+        args.archive,
+        args.out,
+        md5=args.md5,
+        storage_options=options,
+        out_storage_options=out_options,
+        workers=args.workers,
+        progress=None if args.quiet else show,
+    )
+    if not args.quiet:
+        sys.stderr.write("\n")
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    if report.refused:
+        print(f"refused {report.refused:,} member(s) that would leave {report.out} or are links, e.g. "
+              f"{report.refused_members[:3]}", file=sys.stderr)  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``inat-fl``."""
     parser = argparse.ArgumentParser(prog="inat-fl", description=__doc__.split("\n\n")[0])
@@ -279,6 +312,19 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--cache-dir", default=None, help=_CACHE_HELP)
     card.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
     card.set_defaults(func=_cmd_card)
+
+    extract = sub.add_parser("extract", help="stream an official .tar.gz into files at any URL, verifying its md5")
+    extract.add_argument("archive", help="the archive's URL (train.tar.gz, val.tar.gz, ... on any fsspec URL)")
+    extract.add_argument("out", help="the folder (URL) to write the members to, e.g. az://inat/2021")
+    extract.add_argument("--md5", help="expected md5 (default: the published one for an official archive name)")
+    extract.add_argument("--workers", type=int, default=16, help="concurrent member writes (default 16)")
+    extract.add_argument("--json", action="store_true", help="print the report as JSON")
+    extract.add_argument("--quiet", action="store_true", help="no progress line")
+    extract.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
+    extract.add_argument(
+        "--out-option", action="append", default=[], metavar="KEY=VALUE", help="fsspec option of OUT (default: -o)"
+    )
+    extract.set_defaults(func=_cmd_extract)
     return parser
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 import posixpath
+import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -12,6 +14,7 @@ from typing import Any, BinaryIO
 
 import fsspec
 from fsspec.asyn import AsyncFileSystem
+from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from inat_hf.errors import StorageError
@@ -25,6 +28,12 @@ from inat_hf.storage.retry import logger, retrying, to_storage_error
 def _needs_parent_dirs(fs: fsspec.AbstractFileSystem) -> bool:
     """Whether files can only be written into existing folders (object stores and memory need none)."""
     return not isinstance(fs, AsyncFileSystem | MemoryFileSystem)
+
+
+def _staging(path: str) -> str:
+    """A hidden name next to ``path`` for a local file being written (renamed to ``path`` when complete)."""
+    folder, name = posixpath.split(path)
+    return posixpath.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.part")
 
 
 def read_bytes(loc: Location, relative: str = "") -> bytes:
@@ -101,14 +110,41 @@ def list_names(loc: Location, relative: str = "") -> dict[str, str]:
     }
 
 
+def list_sizes(loc: Location, relative: str = "") -> dict[str, int]:
+    """Return every file under ``relative`` (recursive), relative to ``loc.root``, with its size in bytes.
+
+    One paged listing (no request per file). A folder that does not exist gives ``{}``.
+    """
+    path = loc.path(relative)
+    loc.fs.invalidate_cache(path)
+    if not exists(loc, relative):
+        return {}
+    found = retrying(lambda: loc.fs.find(path, withdirs=False, detail=True), loc, relative)
+    prefix = loc.root if loc.root.endswith("/") or not loc.root else loc.root + "/"
+    return {name.removeprefix(prefix): int(info["size"]) for name, info in found.items()}
+
+
 def write_bytes(loc: Location, relative: str, data: bytes) -> None:
-    """Write ``data`` to a file, replacing it; parent folders are made where the filesystem needs them."""
+    """Write ``data`` to a file, replacing it; parent folders are made where the filesystem needs them.
+
+    The file appears complete or not at all: on local disk it is written under a hidden name and renamed;
+    object stores commit an upload when it ends.
+    """
     path = loc.path(relative)
 
     def write() -> None:
         if _needs_parent_dirs(loc.fs):
             loc.fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        loc.fs.pipe_file(path, data)
+        if isinstance(loc.fs, LocalFileSystem):
+            staging = _staging(path)
+            try:
+                loc.fs.pipe_file(staging, data)
+                os.replace(staging, path)
+            finally:
+                if os.path.lexists(staging):
+                    os.remove(staging)
+        else:
+            loc.fs.pipe_file(path, data)
 
     retrying(write, loc, relative)
 
@@ -190,26 +226,33 @@ def open_binary(loc: Location, relative: str = "") -> Iterator[BinaryIO]:
 def open_output(loc: Location, relative: str) -> Iterator[BinaryIO]:
     """Open a file for a streaming binary write; parent folders are made where the filesystem needs them.
 
-    The file is complete when the ``with`` block ends. If the block raises, the partial file is deleted
-    (best effort) and the error goes on unchanged.
+    The file is complete when the ``with`` block ends, and never visible half-written under its name: on
+    local disk it is written under a hidden name (``.{name}.{random}.part``) and renamed when complete; object
+    stores commit an upload when it is closed. If the block raises, the partial file is deleted (best
+    effort) and the error goes on unchanged.
     """
     path = loc.path(relative)
+    local = isinstance(loc.fs, LocalFileSystem)
+    target = _staging(path) if local else path
 
     def open_raw() -> Any:
         if _needs_parent_dirs(loc.fs):
             loc.fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        return _bounded_file(loc, loc.fs.open(path, "wb"))
+        return _bounded_file(loc, loc.fs.open(target, "wb"))
 
     file = _GuardedFile(retrying(open_raw, loc, relative, 0), loc, relative)
     try:
         yield file  # type: ignore[misc]
+        file.close()
+        if local:
+            os.replace(target, path)
     except BaseException:
         with suppress(Exception):
             file.close()
         try:
-            loc.fs.rm_file(path)
+            if not local or os.path.lexists(target):
+                loc.fs.rm_file(target)
         except Exception as exc:
             message = f"{where(loc, relative)}: partial output not removed ({describe_error(exc)})"
             logger.warning("%s", loc.redact(message))
         raise
-    file.close()
