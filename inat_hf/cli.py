@@ -239,6 +239,22 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    import json
+
+    from inat_hf.check import check_data
+
+    report = check_data(
+        args.data_dir,
+        images_dir=args.images_dir,
+        storage_options=parse_storage_options(args.option),
+        image_storage_options=parse_storage_options(args.image_option) if args.image_option else None,
+        sample=args.sample,
+    )
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``inat-fl``."""
     parser = argparse.ArgumentParser(prog="inat-fl", description=__doc__.split("\n\n")[0])
@@ -325,6 +341,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--out-option", action="append", default=[], metavar="KEY=VALUE", help="fsspec option of OUT (default: -o)"
     )
     extract.set_defaults(func=_cmd_extract)
+
+    check = sub.add_parser("check", help="preflight a copy: metadata counts, credentials, a sample of images, timing")
+    check.add_argument("data_dir", help="the metadata: a data folder or one metadata file (any fsspec URL)")
+    check.add_argument("--images-dir", help="URL of the images, if apart from DATA_DIR")
+    check.add_argument("--sample", type=int, default=200, help="images fetched and decoded (default 200)")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
+    check.add_argument(
+        "--image-option", action="append", default=[], metavar="KEY=VALUE", help="fsspec option of --images-dir"
+    )
+    check.set_defaults(func=_cmd_check)
     return parser
 
 
