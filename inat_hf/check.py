@@ -43,7 +43,9 @@ _SPLIT_FILES = [
 METADATA_NAMES = (*_SPLIT_FILES, "training_image_info.csv", "train_mini_image_info.csv")
 """The metadata files looked for, in the order :func:`inat_hf.metadata.load_metadata` prefers them."""
 USERS_CSV = "images_and_categories_per_users.csv"
-"""The per-user table (``inat-fl stats`` writes it; some copies ship it next to the metadata)."""
+"""The per-user table that ``inat-fl stats`` writes."""
+USERS_CSV_NAMES = ("training_images_and_categories_per_users.csv", USERS_CSV)
+"""Per-user tables cross-checked when present (the first: the name in the known Azure copy)."""
 DEFAULT_SAMPLE = 200
 REFERENCE_WORKERS = (8, 32)
 """Dask worker counts the projection is shown for."""
@@ -214,12 +216,13 @@ def _check_metadata(
         _count(report, "species", pc.count_distinct(pool["species_id"]).as_py(), expected)
         codes = user_codes(pool)
         _count(report, "users", int(np.unique(codes[codes >= 0]).size), expected)
-    if USERS_CSV in present and pool is not None:
+    users_csv = next((n for n in USERS_CSV_NAMES if n in present), None)
+    if users_csv is not None and pool is not None:
         base = data_dir.rsplit("/", 1)[0] if is_file_url(source.root) else data_dir.rstrip("/")
-        lines = cross_check_user_table(pool, read_user_table(f"{base}/{USERS_CSV}", options))
+        lines = cross_check_user_table(pool, read_user_table(f"{base}/{users_csv}", options))
         report.users_csv = "agrees with the metadata" if not lines else f"{len(lines)} difference(s)"
         if lines:
-            report.problem("per-user CSV", f"{USERS_CSV} disagrees with the metadata: " + "; ".join(lines[:5]),
+            report.problem("per-user CSV", f"{users_csv} disagrees with the metadata: " + "; ".join(lines[:5]),
                            "regenerate it with `inat-fl stats` or check which metadata it was made from")  # fmt: skip
     prepared = [t for t in (pool, tables.get("val")) if t is not None]  # what a default prepare reads
     columns = [t.select(["image_id", "file_name", "user"]) for t in prepared]

@@ -45,6 +45,9 @@ PENDING_PER_WORKER = 4
 """Members in flight per writer thread (so at most ``workers * PENDING_PER_WORKER * SMALL_MEMBER`` bytes held)."""
 READ_BUFFER = 2**20
 """Bytes read from the archive per request."""
+TAR_BUFFER = 2**16
+"""Bytes ``tarfile`` takes at a time from the buffered archive (its stream buffer is sliced on every read, so a
+big one costs a copy per member)."""
 MARKER_DIR = ".inat-fl-extract"
 """Folder under the output of the marker files that a verified extraction writes."""
 REFUSED_SHOWN = 20
@@ -133,16 +136,16 @@ class _HashingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
     def read(self, size: int | None = -1) -> bytes:
         data = self._raw.read(-1 if size is None else size)
         self.md5.update(data)
         self.count += len(data)
         return data
-
-    def drain(self) -> None:
-        """Read what the tar reader left (end padding, gzip trailer) so that the md5 covers the whole file."""
-        while self.read(READ_BUFFER):
-            pass
 
 
 def member_path(member: tarfile.TarInfo) -> str | None:
@@ -252,9 +255,10 @@ def extract(
     last_complete = "(none)"
     with storage.open_binary(archive) as raw:
         reader = _HashingReader(raw)
+        buffered = io.BufferedReader(reader, READ_BUFFER)
         current = "(the archive header)"
         try:
-            with tarfile.open(fileobj=reader, mode="r|gz", bufsize=READ_BUFFER) as tar:
+            with tarfile.open(fileobj=buffered, mode="r|gz", bufsize=TAR_BUFFER) as tar:
                 for member in tar:
                     current = member.name
                     _extract_member(tar, member, out, present, writers, report)
@@ -263,7 +267,8 @@ def extract(
                     if progress is not None and now - last_tick >= 1.0:
                         report.bytes_read, report.seconds, last_tick = reader.count, now - start, now
                         progress(report)
-            reader.drain()
+            while buffered.read(READ_BUFFER):  # the end padding and gzip trailer: the md5 covers the whole file
+                pass
         except (tarfile.TarError, EOFError, zlib.error) as err:
             _finish_quietly(writers)
             raise ExtractError(
