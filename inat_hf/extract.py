@@ -1,12 +1,13 @@
 """Extract an official iNat 2021 ``.tar.gz`` from any fsspec URL into files at any fsspec URL, in one pass.
 
 ``inat-fl extract ARCHIVE_URL OUT_URL [--md5 HEX]`` (:func:`extract_archive`). The archive is read once, as
-a stream (``tarfile`` mode ``r|gz`` over :func:`inat_hf.storage.open_binary`): no temporary copy, and the
-md5 of the compressed bytes is computed as they are read. Members are written concurrently by a bounded
-thread pool (at most :data:`PENDING_PER_WORKER` members per worker in flight, each at most
-:data:`SMALL_MEMBER` bytes; a bigger member is streamed to its file in the reading thread), so memory stays
-bounded whatever the archive's size. Every file is written through :mod:`inat_hf.storage`, complete or not at
-all (a hidden name renamed on local disk, a committed upload on object stores).
+a stream (``gzip`` then ``tarfile`` mode ``r|`` over :func:`inat_hf.storage.open_binary`): no temporary copy,
+the md5 of the compressed bytes computed as they are read, and the gzip CRC checked at the end. Members are
+written concurrently by a bounded thread pool (at most :data:`PENDING_PER_WORKER` members per worker in
+flight, each at most :data:`SMALL_MEMBER` bytes; a bigger member is streamed to its file in the reading
+thread), so memory stays bounded whatever the archive's size. Every file is written through
+:mod:`inat_hf.storage`, complete or not at all (a hidden name renamed on local disk, a committed upload on
+object stores).
 
 Safety and reruns: a member that would land outside ``OUT_URL`` (an absolute name, ``..``), a link, a
 device or a FIFO is refused and counted, never written. A member already present with the same size is
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import gzip
 import hashlib
 import io
 import json
@@ -46,8 +48,8 @@ PENDING_PER_WORKER = 4
 READ_BUFFER = 2**20
 """Bytes read from the archive per request."""
 TAR_BUFFER = 2**16
-"""Bytes ``tarfile`` takes at a time from the buffered archive (its stream buffer is sliced on every read, so a
-big one costs a copy per member)."""
+"""Bytes ``tarfile`` takes at a time from the decompressed stream (its stream buffer is sliced on every read,
+so a big one costs a copy per member)."""
 MARKER_DIR = ".inat-fl-extract"
 """Folder under the output of the marker files that a verified extraction writes."""
 REFUSED_SHOWN = 20
@@ -256,23 +258,31 @@ def extract(
     with storage.open_binary(archive) as raw:
         reader = _HashingReader(raw)
         buffered = io.BufferedReader(reader, READ_BUFFER)
-        current = "(the archive header)"
+        current: str | None = None  # the member whose data is being read; None: between members
         try:
-            with tarfile.open(fileobj=buffered, mode="r|gz", bufsize=TAR_BUFFER) as tar:
+            # gzip outside tarfile: its EOFError on a cut stream and its CRC check catch what tarfile's own "r|gz"
+            # would take for a normal end of the archive (a cut that falls between two members)
+            with (
+                gzip.GzipFile(fileobj=buffered, mode="rb") as unpacked,
+                tarfile.open(fileobj=unpacked, mode="r|", bufsize=TAR_BUFFER) as tar,
+            ):
                 for member in tar:
                     current = member.name
                     _extract_member(tar, member, out, present, writers, report)
-                    last_complete = member.name
+                    last_complete, current = member.name, None
                     now = time.monotonic()
                     if progress is not None and now - last_tick >= 1.0:
                         report.bytes_read, report.seconds, last_tick = reader.count, now - start, now
                         progress(report)
-            while buffered.read(READ_BUFFER):  # the end padding and gzip trailer: the md5 covers the whole file
+                while unpacked.read(READ_BUFFER):  # the tar padding, to the gzip end (its CRC is checked there)
+                    pass
+            while buffered.read(READ_BUFFER):  # anything after: the md5 covers the whole file
                 pass
-        except (tarfile.TarError, EOFError, zlib.error) as err:
+        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
             _finish_quietly(writers)
             raise ExtractError(
-                f"{archive.url}: the archive is truncated or corrupt ({err}) while reading member {current!r}; "
+                f"{archive.url}: the archive is truncated or corrupt ({err}) while reading "
+                f"{'the next member header' if current is None else f'member {current!r}'}; "
                 f"the last complete member is {last_complete!r}. {report.written:,} complete members were written "
                 f"to {out.url} (the member being read was not); fetch the archive again and rerun: members already "
                 "present with the same size are skipped"

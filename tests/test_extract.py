@@ -3,6 +3,7 @@ folder), a rerun, escaping members, a truncated archive and a wrong md5."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import tarfile
@@ -27,14 +28,23 @@ def _source_files(root: Path) -> dict[str, bytes]:
     }
 
 
+def _fixed_time(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mtime = 0
+    return info
+
+
 @pytest.fixture(scope="module")
 def archive(tiny_replica, tmp_path_factory) -> tuple[Path, str, dict[str, bytes]]:
     """The tiny replica's image folders as a .tar.gz: (path, md5, the files it holds)."""
     root = Path(tiny_replica.url)
     path = tmp_path_factory.mktemp("archive") / "replica.tar.gz"
-    with tarfile.open(path, "w:gz") as tar:
+    with (  # the same bytes in every session: the cuts below land at the same places
+        open(path, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as packed,
+        tarfile.open(fileobj=packed, mode="w") as tar,
+    ):
         for folder in FOLDERS:
-            tar.add(root / folder, arcname=folder)
+            tar.add(root / folder, arcname=folder, filter=_fixed_time)
     return path, hashlib.md5(path.read_bytes()).hexdigest(), _source_files(root)
 
 
@@ -123,18 +133,28 @@ def test_truncated_archive_names_the_last_member_and_leaves_nothing_half_written
     path, _, files = archive
     if inline:  # every member streamed to its file in the reading thread, as a member over SMALL_MEMBER is
         monkeypatch.setattr(extract_module, "SMALL_MEMBER", 0)
-    cut = tmp_path / "cut.tar.gz"
-    cut.write_bytes(path.read_bytes()[: path.stat().st_size * 3 // 5])
-    out = tmp_path / "out"
-    with pytest.raises(ExtractError, match=r"truncated or corrupt .* while reading member '[^']+'; the last complete "
-                                           r"member is '[^']+'") as info:  # fmt: skip
-        extract_archive(str(cut), str(out))
-    message = str(info.value)
-    written = _written(out)
-    assert written and all(files[name] == data for name, data in written.items())  # every file complete
-    assert not [p for p in out.rglob(".*")], "no hidden partial file is left"
-    being_read = message.split("while reading member '", 1)[1].split("'", 1)[0]
-    assert being_read not in written and f"{len(written):,} complete members were written" in message
+    data, kinds = path.read_bytes(), set()
+    for k, fraction in enumerate((0.2, 0.45, 0.6, 0.8)):
+        cut = tmp_path / f"cut{k}.tar.gz"
+        cut.write_bytes(data[: int(len(data) * fraction)])
+        out = tmp_path / f"out{k}"
+        pattern = r"truncated .* while reading (member '[^']+'|the next member header); the last complete member is"
+        with pytest.raises(ExtractError, match=pattern) as info:
+            extract_archive(str(cut), str(out))
+        message = str(info.value)
+        written = _written(out)
+        assert written and all(files[name] == data for name, data in written.items())  # every file complete
+        assert not [p for p in out.rglob(".*")], "no hidden partial file is left"
+        if "while reading member '" in message:  # cut inside a member's data: that member is not written
+            being_read = message.split("while reading member '", 1)[1].split("'", 1)[0]
+            assert being_read not in written
+            kinds.add("data")
+        else:
+            kinds.add("header")
+        last = message.split("the last complete member is '", 1)[1].split("'", 1)[0]
+        is_folder = any(name.startswith(f"{last}/") for name in files)  # folders are not written: files make them
+        assert (last in written or is_folder) and f"{len(written):,} complete members were" in message
+    assert kinds == {"data", "header"}  # cuts inside a member's data and between members
 
 
 def test_wrong_md5_is_an_error_that_says_what_was_written(archive, tmp_path, capsys):
