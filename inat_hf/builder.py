@@ -11,8 +11,11 @@ Use it directly (``datasets`` 4 and later no longer run loading scripts)::
     stream = builder.as_streaming_dataset("train")    # shards are whole clients
 
 ``data_dir`` is any fsspec URL of the official layout (``train.json``, ``val.json`` and the image folders)
-or of the processed CSV plus images; ``storage_options`` (credentials) go to fsspec and never into a
-config, a cache path or a message. Splits: ``train`` (grouped by client), ``test`` (the per-client
+or of the processed CSV plus images, or of one metadata file; ``storage_options`` (credentials) go to fsspec
+and never into a config, a cache path or a message. ``images_dir`` (builder argument, any fsspec URL) is
+where the images are when they live apart from the metadata, with its own ``image_storage_options``
+(default: ``storage_options``); like ``storage_options`` it is not a config field and changes no
+manifest, fingerprint or cache path. Splits: ``train`` (grouped by client), ``test`` (the per-client
 holdout, when ``test_fraction`` or ``holdout_client_fraction`` is set), ``validation`` (the official val
 set, central, ``client_id = -1``). ``gen_kwargs`` carry lists of shards, each a run of whole clients, so
 ``num_proc`` workers and streaming shards never split a client. Example keys are ``"{client_id}/{image_id}"``.
@@ -35,7 +38,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from inat_hf import about, storage
 from inat_hf.config import DEFAULT_CONFIG_NAME, INatFLConfig, config_for, presets, validate
-from inat_hf.examples import iter_examples
+from inat_hf.examples import image_location, iter_examples
 from inat_hf.manifest import Manifest, ManifestKey, load_or_build, locate, plan_shards, read_rows
 from inat_hf.schema import SPLITS, features_for
 
@@ -89,10 +92,20 @@ class INatFLBuilder(datasets.GeneratorBasedBuilder):
             raise ValueError(_NO_DATA_DIR)
         return str(self.config.data_dir)
 
-    def __init__(self, *args: Any, cache_dir: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        cache_dir: str | None = None,
+        images_dir: str | None = None,
+        image_storage_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._manifest_cache_dir = cache_dir  # the one manifest cache: inat_hf.manifest.cache_root(cache_dir)
         self._source: storage.Location | None = None
         self._manifest_key: ManifestKey | None = None
+        self._images_dir = None if images_dir is None else os.fspath(images_dir)
+        self._image_storage_options = image_storage_options
+        self._image_source: storage.Location | None = None
         super().__init__(*args, cache_dir=cache_dir, **kwargs)
 
     def _create_builder_config(
@@ -152,6 +165,17 @@ class INatFLBuilder(datasets.GeneratorBasedBuilder):
         return self._source
 
     @property
+    def image_source(self) -> storage.Location:
+        """The images folder (``images_dir`` with ``image_storage_options``; default: ``data_dir``, or the folder
+        holding it when ``data_dir`` names one metadata file), resolved once, on first use.
+        """
+        if self._image_source is None:
+            self._image_source = image_location(
+                self.source, self._images_dir, self._image_storage_options, self.storage_options or None
+            )
+        return self._image_source
+
+    @property
     def manifest_key(self) -> ManifestKey:
         """Where this config's manifest is cached (:func:`inat_hf.manifest.locate`, computed once)."""
         if self._manifest_key is None:
@@ -205,7 +229,7 @@ class INatFLBuilder(datasets.GeneratorBasedBuilder):
         if not shards:
             return
         rows = read_rows(Path(manifest_file), shards)
-        loc = self.source if self.config.with_images else None
+        loc = self.image_source if self.config.with_images else None
         skipped: list[dict[str, Any]] = []
 
         def note(image_id: int, file_name: str, reason: str) -> None:

@@ -92,7 +92,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     print(
         f"wrote the {counts.scale!r} replica (seed {counts.seed}) to {args.out} in {elapsed:.1f} s: "
-        f"{counts.train_images:,} train + {counts.val_images:,} val images, {counts.users:,} users, "
+        f"{counts.train_images:,} train + {counts.val_images:,} val images (and {counts.train_mini_images:,} "
+        f"train_mini, a subset of train), {counts.users:,} users, "
         f"{counts.jpegs_written:,} JPEGs"
     )
     if not args.no_summary:
@@ -120,8 +121,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
     from inat_hf import storage
     from inat_hf.config import config_for
-    from inat_hf.manifest import load_or_build, locate
-    from inat_hf.metadata import load_metadata
+    from inat_hf.manifest import load_config_metadata, load_or_build, locate
     from inat_hf.metadata.users import user_table, write_user_table
     from inat_hf.plots import plot_client_sizes, plot_label_heatmap
     from inat_hf.stats import compute_stats, format_stats
@@ -131,7 +131,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    images = load_metadata(source, on_invalid=config.on_invalid)  # once: the per-user table, and the manifest
+    images = load_config_metadata(source, config)  # once: the per-user table, and the manifest
     manifest = load_or_build(locate(source, config, args.cache_dir), source, images)
     stats = compute_stats(manifest, config.name)
     print(format_stats(stats))
@@ -182,6 +182,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         include_user=args.include_user,
         with_images=args.with_images,
         replica_note=args.replica_note,
+        images_dir=args.images_dir,
+        image_storage_options=parse_storage_options(args.image_option) if args.image_option else None,
     )
     for config, splits in written.items():
         print(f"{config}: " + ", ".join(f"{split} {len(files)} file(s)" for split, files in splits.items()))
@@ -229,6 +231,55 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_extract(args: argparse.Namespace) -> int:
+    import json
+
+    from inat_hf.extract import ExtractReport, extract_archive
+
+    def show(report: ExtractReport) -> None:
+        sys.stderr.write(
+            f"\r[inat-fl extract] {report.members:,} members ({report.written:,} written, {report.skipped:,} present, "
+            f"{report.refused:,} refused), {report.bytes_read / 1e6:,.0f} MB read, "
+            f"{report.read_rate / 1e6:,.1f} MB/s   "
+        )
+        sys.stderr.flush()
+
+    options = parse_storage_options(args.option)
+    out_options = parse_storage_options(args.out_option) if args.out_option else options
+    report = extract_archive(
+        args.archive,
+        args.out,
+        md5=args.md5,
+        storage_options=options,
+        out_storage_options=out_options,
+        workers=args.workers,
+        progress=None if args.quiet else show,
+    )
+    if not args.quiet:
+        sys.stderr.write("\n")
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    if report.refused:
+        print(f"refused {report.refused:,} member(s) that would leave {report.out} or are links, e.g. "
+              f"{report.refused_members[:3]}", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    import json
+
+    from inat_hf.check import check_data
+
+    report = check_data(
+        args.data_dir,
+        images_dir=args.images_dir,
+        storage_options=parse_storage_options(args.option),
+        image_storage_options=parse_storage_options(args.image_option) if args.image_option else None,
+        sample=args.sample,
+    )
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``inat-fl``."""
     parser = argparse.ArgumentParser(prog="inat-fl", description=__doc__.split("\n\n")[0])
@@ -241,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
     export.add_argument("--with-images", action="store_true", help="also write the image bytes (private use only)")
     export.add_argument("--include-user", action="store_true", help="also write the raw rights_holder")
+    export.add_argument("--images-dir", help="with --with-images: URL of the images, if apart from --data-dir")
+    export.add_argument(
+        "--image-option", action="append", default=[], metavar="KEY=VALUE", help="fsspec option of --images-dir"
+    )
     export.add_argument("--cache-dir", help=_CACHE_HELP)
     export.add_argument("--replica-note", help="notice at the top of the card (e.g. numbers from a replica)")
     export.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
@@ -316,6 +371,30 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--cache-dir", default=None, help=_CACHE_HELP)
     card.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
     card.set_defaults(func=_cmd_card)
+
+    extract = sub.add_parser("extract", help="stream an official .tar.gz into files at any URL, verifying its md5")
+    extract.add_argument("archive", help="the archive's URL (train.tar.gz, val.tar.gz, ... on any fsspec URL)")
+    extract.add_argument("out", help="the folder (URL) to write the members to, e.g. az://inat/2021")
+    extract.add_argument("--md5", help="expected md5 (default: the published one for an official archive name)")
+    extract.add_argument("--workers", type=int, default=16, help="concurrent member writes (default 16)")
+    extract.add_argument("--json", action="store_true", help="print the report as JSON")
+    extract.add_argument("--quiet", action="store_true", help="no progress line")
+    extract.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
+    extract.add_argument(
+        "--out-option", action="append", default=[], metavar="KEY=VALUE", help="fsspec option of OUT (default: -o)"
+    )
+    extract.set_defaults(func=_cmd_extract)
+
+    check = sub.add_parser("check", help="preflight a copy: metadata counts, credentials, a sample of images, timing")
+    check.add_argument("data_dir", help="the metadata: a data folder or one metadata file (any fsspec URL)")
+    check.add_argument("--images-dir", help="URL of the images, if apart from DATA_DIR")
+    check.add_argument("--sample", type=int, default=200, help="images fetched and decoded (default 200)")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
+    check.add_argument(
+        "--image-option", action="append", default=[], metavar="KEY=VALUE", help="fsspec option of --images-dir"
+    )
+    check.set_defaults(func=_cmd_check)
     return parser
 
 

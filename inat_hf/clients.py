@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from inat_hf import storage
 from inat_hf.builder import INatFLBuilder
 from inat_hf.config import DEFAULT_CONFIG_NAME, INatFLConfig, config_for
-from inat_hf.examples import SkipHook, iter_examples
+from inat_hf.examples import SkipHook, image_location, iter_examples
 from inat_hf.manifest import load_or_build, locate, read_client_rows
 from inat_hf.schema import features_for
 
@@ -311,6 +311,10 @@ class ClientStream:
         Credentials for fsspec; never stored in a path or a message.
     cache_dir : str or path, optional
         The builder's ``cache_dir`` (default: ``$INAT_FL_CACHE``, else the ``datasets`` cache).
+    images_dir : str, optional
+        Where the images are, when apart from the metadata (any fsspec URL; default ``data_dir``).
+    image_storage_options : mapping, optional
+        Credentials of ``images_dir`` (default ``storage_options``).
     **overrides
         Config fields, e.g. ``min_client_size=32``.
     """
@@ -322,6 +326,8 @@ class ClientStream:
         *,
         storage_options: Mapping[str, Any] | None = None,
         cache_dir: str | os.PathLike | None = None,
+        images_dir: str | None = None,
+        image_storage_options: Mapping[str, Any] | None = None,
         **overrides: Any,
     ) -> None:
         if isinstance(config, INatFLConfig):
@@ -332,6 +338,7 @@ class ClientStream:
         self.config = config
         self.data_dir = str(data_dir)
         self._source = storage.resolve(self.data_dir, storage_options)  # resolved once, here
+        self._images = image_location(self._source, images_dir, image_storage_options, storage_options)
         key = locate(self._source, config, cache_dir)  # the builder's cache: built once for both
         if not key.is_built():
             load_or_build(key, self._source)
@@ -396,7 +403,7 @@ class ClientStream:
             If the client is not in the manifest, or ``split`` is neither ``train`` nor ``test``.
         """
         rows = self.rows(client_id, split)
-        loc = self._source if self.config.with_images else None
+        loc = self._images if self.config.with_images else None
         return self._decoded(rows, loc, self.features(decode=decode), on_skip)
 
     def _decoded(
@@ -421,12 +428,23 @@ def stream_client(
     storage_options: Mapping[str, Any] | None = None,
     cache_dir: str | os.PathLike | None = None,
     decode: bool = True,
+    images_dir: str | None = None,
+    image_storage_options: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> Iterator[dict[str, Any]]:
     """Stream one client's examples from storage (see :class:`ClientStream`).
 
     ``stream_client("az://inat/2021", "family_user", 42, storage_options=creds)`` yields client 42's
-    examples; ``overrides`` are config fields.
+    examples; ``overrides`` are config fields; ``images_dir`` (with ``image_storage_options``) is where the
+    images are when they live apart from the metadata.
     """
-    stream = ClientStream(data_dir, config, storage_options=storage_options, cache_dir=cache_dir, **overrides)
+    stream = ClientStream(
+        data_dir,
+        config,
+        storage_options=storage_options,
+        cache_dir=cache_dir,
+        images_dir=images_dir,
+        image_storage_options=image_storage_options,
+        **overrides,
+    )
     return stream.examples(client_id, split, decode=decode)

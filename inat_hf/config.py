@@ -18,7 +18,7 @@ from typing import Any
 import datasets
 
 from inat_hf.partition import get_partitioner
-from inat_hf.schema import POLICIES, Policy
+from inat_hf.schema import POLICIES, TRAIN_SPLITS, Policy
 from inat_hf.taxonomy import RANKS
 
 PRESET_SCHEMES: tuple[str, ...] = ("user", "geo1k", "dirichlet", "iid")
@@ -71,6 +71,11 @@ class INatFLConfig(datasets.BuilderConfig):
         Resize images at prepare time so that the longer side is at most this.
     with_images : bool
         False prepares the examples without image bytes (metadata only).
+    train_split : str
+        The train pool that clients, labels and the holdout are built from: ``train`` (``train.json`` or
+        ``training_image_info.csv``, 2,686,843 images) or ``train_mini`` (``train_mini.json`` or
+        ``train_mini_image_info.csv``, 500,000 images, 50 per species). ``validation`` is the official val
+        either way.
     """
 
     rank: str = "family"
@@ -89,6 +94,7 @@ class INatFLConfig(datasets.BuilderConfig):
     on_bad_image: Policy = "error"
     max_image_side: int | None = None
     with_images: bool = True
+    train_split: str = "train"
 
     def __post_init__(self) -> None:
         given: str | None = vars(self).get("name")  # datasets.BuilderConfig's field, "default" unless given
@@ -194,6 +200,7 @@ def validate(config: INatFLConfig) -> None:
         "None or an integer >= 16",
     )
     _require(isinstance(config.with_images, bool), "with_images", config.with_images, "True or False")
+    _require(config.train_split in TRAIN_SPLITS, "train_split", config.train_split, ", ".join(TRAIN_SPLITS))
 
 
 def _fraction(value: Any, low: float, high: float, *, lower_ok: bool = False, upper_ok: bool = False) -> bool:

@@ -24,6 +24,8 @@ Policy = Literal["error", "skip"]
 POLICIES: tuple[Policy, ...] = get_args(Policy)
 
 SPLITS = ("train", "test", "validation")
+TRAIN_SPLITS = ("train", "train_mini")
+"""The official files a config's train pool can come from (``INatFLConfig.train_split``)."""
 """The splits of a manifest and of a prepared config, in row order."""
 
 IMAGE_COLUMNS: tuple[str, ...] = (

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from inat_hf.metadata.image_table import train_pool
 from inat_hf.metadata.report import metadata_report
 from inat_hf.taxonomy import RANKS
 
@@ -120,8 +121,7 @@ def compute_biases(images: pa.Table) -> DataBiases:
     images : pyarrow.Table
         As :func:`inat_hf.metadata.load_metadata` returns it.
     """
-    split = images["split"].combine_chunks()
-    train = images.filter(pc.equal(split.cast(pa.string()), "train"))
+    train = train_pool(images)  # train, or train_mini for a train_mini export
     lat, lon = (train[c].to_numpy().astype(np.float64) for c in ("latitude", "longitude"))
     located = ~(np.isnan(lat) | np.isnan(lon))
     cells = np.floor(np.stack([lat[located], lon[located]], axis=1) / GRID_DEGREES).astype(np.int64)

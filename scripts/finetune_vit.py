@@ -10,15 +10,15 @@ r"""Fine-tune a ViT on iNat-FL, centrally or federated (FedAvg / FedAvgM), or me
         --lr 1e-4 --batch-size 32 --server-momentum 0.9 --val-limit 5000 --out out/ft
 
     # central fine-tuning (transformers Trainer) on a manifest-only Hub export plus your images
-    python scripts/finetune_vit.py --export out/export --images az://inaturalist/2021 --mode central \\
+    python scripts/finetune_vit.py --export out/export --images-dir az://inaturalist/2021 --mode central \\
         --epochs 1 --out out/central
 
     # images/s of the input pipeline against the training step, tiny and ViT-B/16-sized random ViTs
     python scripts/finetune_vit.py --data-dir out/small --bench-pipeline --out out/bench
 
 Data: ``--data-dir`` prepares the config with the builder (``--cache-dir``, ``--num-proc``); ``--export``
-loads an export with ``datasets.load_dataset(DIR, config)`` and adds the images from ``--images`` with
-``inat_hf.hub.export.attach_images`` (an output of ``inat-fl prepare`` holds the image bytes: no ``--images``).
+loads an export with ``datasets.load_dataset(DIR, config)`` and adds the images from ``--images-dir`` with
+``inat_hf.hub.export.attach_images`` (an output of ``inat-fl prepare`` holds the image bytes: no ``--images-dir``).
 Credentials come from the environment (``AZURE_STORAGE_*``, read by
 adlfs); ``--option KEY=VALUE`` passes other storage options. Model: ``--model`` (a checkpoint name or
 path; default ``google/vit-base-patch16-224-in21k``) or ``--tiny`` (a small random ViT). Outputs in
@@ -75,7 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     source = data.add_mutually_exclusive_group(required=True)
     source.add_argument("--data-dir", help="data folder URL for the builder (official layout or processed CSV)")
     source.add_argument("--export", help="an export folder (inat-fl export), loaded with datasets.load_dataset")
-    data.add_argument("--images", help="with a manifest-only --export: URL of your copy of the images")
+    data.add_argument(
+        "--images-dir",
+        "--images",
+        dest="images",
+        help="URL of your copy of the images (with a manifest-only --export, or apart from --data-dir)",
+    )
     data.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="storage option (no secrets)")
     data.add_argument("--cache-dir", help="datasets cache (default: the datasets default)")
     data.add_argument("--num-proc", type=int, default=2, help="builder worker processes (default 2)")
@@ -138,6 +143,7 @@ def load_splits(args: argparse.Namespace) -> tuple[datasets.Dataset, datasets.Da
         data_dir=args.data_dir,
         cache_dir=args.cache_dir,
         storage_options=options,
+        images_dir=args.images,
         **overrides,
     )
     builder.download_and_prepare(num_proc=args.num_proc)

@@ -249,3 +249,9 @@ def test_card_of_an_export_writes_its_figure_through_fsspec(small_metadata, refe
 def test_figure_outside_the_card_folder_is_refused(small_metadata, tmp_path):
     with pytest.raises(ValueError, match="must lie inside the card's folder"):
         card_from_data(small_metadata.url, ["family_user"], out_dir=tmp_path / "card", assets_dir=tmp_path / "x")
+
+
+def test_card_says_what_the_pseudonym_protects(rendered):
+    text = " ".join(rendered[0].split())
+    assert "The pseudonym keeps names out of sight, not out of reach:" in text
+    assert "unsalted hash of a public name" in text and "It is not anonymity." in text

@@ -310,12 +310,12 @@ def _check_layout(read, counts: sample.SampleCounts) -> None:
     present = [train["categories"][a["category_id"]] for a in train["annotations"]]
     assert len({c["name"] for c in present}) == counts.species == counts.rank_counts["species"]
     assert all(len({c[r] for c in present}) == counts.rank_counts[r] for r in RANKS)
-    assert counts.jpegs_written in (0, counts.train_images + counts.val_images)
+    assert counts.jpegs_written in (0, counts.train_images + counts.val_images + counts.train_mini_images)
 
 
 def test_tiny_replica_on_local_disk(tmp_path):
     counts = sample.write_sample(str(tmp_path), scale="tiny", seed=0)
-    assert counts.jpegs_written == counts.train_images + counts.val_images
+    assert counts.jpegs_written == counts.train_images + counts.val_images + counts.train_mini_images == 211
     _check_layout(lambda relative: (tmp_path / relative).read_bytes(), counts)
 
 
@@ -332,5 +332,5 @@ def test_tiny_replica_in_memory_filesystem():
 def test_metadata_only_writes_no_jpeg(tmp_path):
     counts = sample.write_sample(str(tmp_path), scale="tiny", metadata_only=True)
     assert counts.jpegs_written == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.json", "val.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.json", "train_mini.json", "val.json"]
     _check_layout(lambda relative: (tmp_path / relative).read_bytes(), counts)

@@ -302,7 +302,9 @@ def card_from_exports(
     """
     default = _default_of([config.name for config, _, _ in built], default_config)
     summary = summarize(images)
-    train = next((s for s in summary if s.split == "train"), None)
+    train = next((s for s in summary if s.split == "train"), None) or next(
+        (s for s in summary if s.split == "train_mini"), None
+    )
     if train is None:
         raise ValueError("the metadata has no train split: a card describes the train images")
     cards = [ConfigCard.from_stats(c, compute_stats(m, c.name), files) for c, m, files in built]
@@ -348,10 +350,12 @@ def card_from_data(
     configs = [config_for(c) if isinstance(c, str) else c for c in config_names]
     _default_of([config.name for config in configs], default_config)
     source = storage.resolve(data_dir, storage_options)
-    images = load_metadata(source)
+    pool = configs[0].train_split if configs else "train"
+    images = load_metadata(source, train_split=pool)
     built = []
     for config in configs:
-        manifest = load_or_build(locate(source, config, cache_dir), source, images)
+        loaded = images if config.train_split == pool else None  # another pool: load_or_build loads its own
+        manifest = load_or_build(locate(source, config, cache_dir), source, loaded)
         splits = [split for split in SPLITS if manifest.split_range(split)[1]]  # as the export writes them
         built.append((config, manifest, {split: f"data/{config.name}/{split}-*.parquet" for split in splits}))
     return card_from_exports(

@@ -38,7 +38,7 @@ from huggingface_hub import DatasetCard
 
 from inat_hf import storage
 from inat_hf.config import INatFLConfig, config_for
-from inat_hf.examples import check_image
+from inat_hf.examples import check_image, image_location
 from inat_hf.hub.card import card_from_exports
 from inat_hf.manifest import Manifest, client_row_groups, layout, load_or_build, locate, row_group_bounds
 from inat_hf.metadata import load_metadata
@@ -284,17 +284,22 @@ def export_dataset(
     include_user: bool = False,
     with_images: bool = False,
     replica_note: str | None = None,
+    images_dir: str | None = None,
+    image_storage_options: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, list[str]]]:
     """Export configs of the data at ``data_dir`` to ``out_url`` with the card (``README.md``).
 
-    Returns the files written, by config and split.
+    With ``with_images``, the image bytes come from ``images_dir`` (any fsspec URL, with its own
+    ``image_storage_options``; default ``data_dir`` and ``storage_options``). Returns the files written, by
+    config and split.
     """
     out = storage.resolve(out_url, out_storage_options)
     source = storage.resolve(data_dir, storage_options)
-    images = source if with_images else None
+    images = image_location(source, images_dir, image_storage_options, storage_options) if with_images else None
     configs = [config_for(name, **(overrides or {})) for name in config_names]
     on_invalid = configs[0].on_invalid if configs else "error"  # the overrides are the same for every config
-    table = load_metadata(source, on_invalid=on_invalid)  # once: for the manifests not yet cached and the card
+    pool = configs[0].train_split if configs else "train"  # (so is the train pool)
+    table = load_metadata(source, on_invalid=on_invalid, train_split=pool)  # once: the manifests and the card
     written, built = {}, []
     for config in configs:
         manifest = load_or_build(locate(source, config, cache_dir), source, table)

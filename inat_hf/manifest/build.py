@@ -159,7 +159,7 @@ def build_manifest(images: pa.Table, config: INatFLConfig, fingerprint: str = ""
     """Partition an images table into the manifest of ``config`` (pure; see the module docstring)."""
     split = images["split"].combine_chunks()
     split = split.dictionary_decode() if pa.types.is_dictionary(split.type) else split
-    train = images.filter(pc.equal(split, "train"))
+    train = images.filter(pc.equal(split, config.train_split))  # the train pool: train or train_mini
     train = train.take(pa.array(np.argsort(train["image_id"].to_numpy(), kind="stable")))  # input order is moot
     val = images.filter(pc.equal(split, "val"))
     labels, names = _labels(train, config.rank)

@@ -58,7 +58,7 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
 def manifest_fingerprint(source: storage.Location, config: INatFLConfig) -> str:
     """Fingerprint of (metadata files, config, seed); no URL or credential goes into it (module docstring)."""
-    tokens = [list(pair) for pair in metadata_tokens(source)]
+    tokens = [list(pair) for pair in metadata_tokens(source, train_split=config.train_split)]
     payload = {"version": MANIFEST_VERSION, "files": tokens, "config": config.manifest_fields()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -102,13 +102,20 @@ def locate(
     return ManifestKey(config, fingerprint, cache_root(cache_dir) / "manifests" / f"{config.name}-{fingerprint}")
 
 
+def load_config_metadata(source: storage.Location, config: INatFLConfig) -> pa.Table:
+    """The metadata a config's manifest is built from: its ``train_split`` (and ``val``), read with its
+    ``on_invalid`` policy. Callers that load once for several configs pass the result to :func:`load_or_build`.
+    """
+    return load_metadata(source, on_invalid=config.on_invalid, train_split=config.train_split)
+
+
 def load_or_build(key: ManifestKey, source: storage.Location, images: pa.Table | None = None) -> Manifest:
     """The manifest of ``key``: read from the cache, or built (from ``images`` when the caller has already
     loaded the metadata, else from ``source``) and cached.
     """
     if not key.is_built():
         if images is None:
-            images = load_metadata(source, on_invalid=key.config.on_invalid)
+            images = load_config_metadata(source, key.config)
         manifest = build_manifest(images, key.config, key.fingerprint)
         key.folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{key.folder.name}-", dir=key.folder.parent))

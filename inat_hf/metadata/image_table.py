@@ -82,3 +82,16 @@ def _examples(reasons: Mapping[int, str], limit: int = 5) -> dict[str, list[int]
         if len(bucket) < limit:
             bucket.append(row)
     return examples
+
+
+def train_pool(images: pa.Table) -> pa.Table:
+    """The train-pool rows of an images table: its ``train`` rows, or its ``train_mini`` rows when it has no
+    ``train`` row (metadata loaded with ``train_split="train_mini"``). A table without a ``split`` column is
+    returned whole.
+    """
+    if "split" not in images.column_names:
+        return images
+    split = images["split"].combine_chunks()
+    split = split.dictionary_decode() if pa.types.is_dictionary(split.type) else split
+    train = images.filter(pc.equal(split, "train"))
+    return train if train.num_rows else images.filter(pc.equal(split, "train_mini"))

@@ -16,7 +16,7 @@ from inat_hf.errors import MetadataError
 from inat_hf.metadata.official_json import OFFICIAL_SPLITS, read_official_json
 from inat_hf.metadata.processed_csv import read_processed_csv
 from inat_hf.metadata.report import MetadataReport, attach_report
-from inat_hf.schema import Policy, check_policy
+from inat_hf.schema import TRAIN_SPLITS, Policy, check_policy
 
 
 def is_file_url(url: str) -> bool:
@@ -25,14 +25,27 @@ def is_file_url(url: str) -> bool:
     return path.endswith((".json", ".gz", ".tgz", ".csv"))
 
 
+PROCESSED_CSV = {"train": "training_image_info.csv", "train_mini": "train_mini_image_info.csv"}
+"""The processed CSV that stands for a split's official JSON in a data folder."""
+
+
 def _candidates(split: str) -> list[str]:
     names = [f"{split}{suffix}" for suffix in (".json", ".json.gz", ".json.tar.gz")]
-    return [*names, "training_image_info.csv"] if split == "train" else names
+    return [*names, PROCESSED_CSV[split]] if split in PROCESSED_CSV else names
 
 
-def _pick(loc: storage.Location, present: Mapping[str, str], splits: Sequence[str] | None) -> list[str]:
+def csv_split(name: str) -> str:
+    """The split a processed CSV holds, from its base name: ``train_mini`` if it starts so, else ``train``."""
+    return "train_mini" if name.rsplit("/", 1)[-1].startswith("train_mini") else "train"
+
+
+def _pick(
+    loc: storage.Location, present: Mapping[str, str], splits: Sequence[str] | None, train_split: str = "train"
+) -> list[str]:
     """The metadata file of each split among the names ``present`` in the folder ``loc``."""
-    wanted = tuple(splits) if splits is not None else ("train", "val")
+    if train_split not in TRAIN_SPLITS:
+        raise ValueError(f"train_split={train_split!r} is invalid; choose from {', '.join(TRAIN_SPLITS)}")
+    wanted = tuple(splits) if splits is not None else (train_split, "val")
     unknown = [s for s in wanted if s not in OFFICIAL_SPLITS]
     if unknown:
         raise ValueError(f"unknown split(s) {unknown}; choose from {', '.join(OFFICIAL_SPLITS)}")
@@ -42,21 +55,24 @@ def _pick(loc: storage.Location, present: Mapping[str, str], splits: Sequence[st
         match = next((c for c in candidates if c in present), None)
         if match is not None:
             found.append(match)
-        elif splits is not None or split == "train":
+        elif splits is not None or split == train_split:
             raise MetadataError(
                 f"{loc.url}: no metadata for split {split!r}: looked for {', '.join(candidates)}. "
-                "Fix: point data_dir to the folder holding the official train.json/val.json "
-                "(or training_image_info.csv), or pass the file's own URL."
+                f"Fix: point data_dir to the folder holding the official {split}.json/val.json "
+                f"(or {PROCESSED_CSV.get(split, 'training_image_info.csv')}), or pass the file's own URL."
             )
     return found
 
 
-def find_metadata_files(loc: storage.Location, splits: Sequence[str] | None = None) -> list[str]:
+def find_metadata_files(
+    loc: storage.Location, splits: Sequence[str] | None = None, *, train_split: str = "train"
+) -> list[str]:
     """The metadata files of a data folder, relative to it, one per split (one listing of the folder).
 
-    For each split (default: ``train`` and, when present, ``val``) the first of ``{split}.json``,
+    For each split (default: ``train_split`` and, when present, ``val``) the first of ``{split}.json``,
     ``{split}.json.gz``, ``{split}.json.tar.gz`` that exists; for ``train``, ``training_image_info.csv``
-    when no official file is there. A Location that names one file gives ``[""]``.
+    (for ``train_mini``, ``train_mini_image_info.csv``) when no official file is there. A Location that
+    names one file gives ``[""]``.
 
     Raises
     ------
@@ -65,17 +81,19 @@ def find_metadata_files(loc: storage.Location, splits: Sequence[str] | None = No
     """
     if is_file_url(loc.root):
         return [""]
-    return _pick(loc, storage.list_names(loc), splits)
+    return _pick(loc, storage.list_names(loc), splits, train_split)
 
 
-def metadata_tokens(loc: storage.Location, splits: Sequence[str] | None = None) -> list[tuple[str, str]]:
+def metadata_tokens(
+    loc: storage.Location, splits: Sequence[str] | None = None, *, train_split: str = "train"
+) -> list[tuple[str, str]]:
     """(base name, :func:`inat_hf.storage.file_token`) of each metadata file that :func:`find_metadata_files`
     picks, from the same single listing: what identifies a version of the metadata, cheaply.
     """
     if is_file_url(loc.root):
         return [(loc.root.rsplit("/", 1)[-1], storage.file_token(loc))]
     present = storage.list_names(loc)
-    return [(name, present[name]) for name in _pick(loc, present, splits)]
+    return [(name, present[name]) for name in _pick(loc, present, splits, train_split)]
 
 
 def load_metadata(
@@ -84,6 +102,7 @@ def load_metadata(
     *,
     splits: Sequence[str] | None = None,
     on_invalid: Policy = "error",
+    train_split: str = "train",
 ) -> pa.Table:
     """Load iNat 2021 metadata into one images table.
 
@@ -97,7 +116,10 @@ def load_metadata(
         Passed to fsspec (credentials: ``connection_string``, ``account_name`` + ``sas_token``, ...).
         Without them adlfs reads the ``AZURE_STORAGE_*`` environment variables.
     splits : sequence of str, optional
-        For a data folder: which splits to load (default ``train`` and ``val`` when present).
+        For a data folder: which splits to load (default ``train_split`` and ``val`` when present).
+    train_split : {"train", "train_mini"}
+        For a data folder, without ``splits``: the train pool, ``train.json`` (or ``training_image_info.csv``)
+        or ``train_mini.json`` (or ``train_mini_image_info.csv``).
     on_invalid : {"error", "skip"}
         What a structurally bad record does: raise :class:`MetadataError`, or drop the row and count it.
 
@@ -109,12 +131,12 @@ def load_metadata(
     """
     on_invalid = check_policy("on_invalid", on_invalid)
     loc = url if isinstance(url, storage.Location) else storage.resolve(url, storage_options)
-    files = find_metadata_files(loc, splits)
+    files = find_metadata_files(loc, splits, train_split=train_split)
     tables, report = [], MetadataReport()
     for relative in files:
         file_loc = loc.child(relative) if relative else loc
         if file_loc.root.endswith(".csv"):
-            table, file_report = read_processed_csv(file_loc, on_invalid=on_invalid)
+            table, file_report = read_processed_csv(file_loc, on_invalid=on_invalid, split=csv_split(file_loc.root))
         else:
             table, file_report = read_official_json(file_loc, on_invalid=on_invalid)
         tables.append(table)

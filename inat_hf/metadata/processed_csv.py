@@ -9,7 +9,8 @@ columns are ignored, except ``kingdom``, ``family``, ``genus``, ``date``, ``lati
 against the 10,000 official species (:func:`inat_hf.taxonomy.official_species`), which gives the category
 id, the genus and the kingdom where the CSV has no such column. The family is not derivable from a
 species name: without a ``family`` column it is null (counted in the report as ``no_family``); load the
-official ``train.json`` instead to get it. Every row is ``split="train"`` unless a ``split`` column exists.
+official ``train.json`` instead to get it. Every row is ``split="train"`` (``"train_mini"`` for a file whose
+name starts with ``train_mini``, e.g. ``train_mini_image_info.csv``) unless a ``split`` column exists.
 """
 
 from __future__ import annotations
@@ -59,8 +60,13 @@ _RANGES: dict[str, tuple[float, float]] = {
 _REQUIRED_NUMERIC = ("image_id", "width", "height")
 
 
-def read_processed_csv(loc: storage.Location, *, on_invalid: Policy = "error") -> tuple[pa.Table, FileReport]:
+def read_processed_csv(
+    loc: storage.Location, *, on_invalid: Policy = "error", split: str = "train"
+) -> tuple[pa.Table, FileReport]:
     """Read ``training_image_info.csv`` into an images table and its report.
+
+    ``split`` is the value of the ``split`` column (``train_mini`` for a processed CSV of train_mini), unless
+    the CSV has a ``split`` column of its own.
 
     Raises
     ------
@@ -71,7 +77,7 @@ def read_processed_csv(loc: storage.Location, *, on_invalid: Policy = "error") -
     source = loc.url
     raw = _read_strings(loc, source)
     problems = ParseContext("rows", source, on_invalid)
-    report = FileReport(source=source, split="train", rows_in=raw.num_rows)
+    report = FileReport(source=source, split=split, rows_in=raw.num_rows)
     columns = {name: raw[name] for name in raw.column_names}
     for name, arrow_type in _NUMERIC.items():
         if name in columns:
@@ -92,7 +98,7 @@ def read_processed_csv(loc: storage.Location, *, on_invalid: Policy = "error") -
             for name in ("license", "date", "latitude", "longitude", "location_uncertainty")
         },
     }
-    table = images_table(renamed, category_ids, taxonomy, "train", problems, report)
+    table = images_table(renamed, category_ids, taxonomy, split, problems, report)
     if "split" in columns:
         kept = pa.array(problems.mask(raw.num_rows))
         table = table.set_column(1, "split", pc.dictionary_encode(columns["split"].filter(kept)))

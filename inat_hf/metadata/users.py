@@ -26,6 +26,7 @@ import pyarrow.csv as pacsv
 
 from inat_hf import storage
 from inat_hf.errors import MetadataError
+from inat_hf.metadata.image_table import train_pool
 
 USER_COLUMNS = ("user", "images", "phyla", "classes", "orders", "species")
 COUNT_COLUMNS = USER_COLUMNS[1:]
@@ -63,7 +64,8 @@ def _distinct_per_user(users: np.ndarray, values: np.ndarray, num_users: int) ->
 
 
 def user_table(images: pa.Table) -> pa.Table:
-    """Per-user counts over the ``train`` rows of an images table (:func:`inat_hf.metadata.load_metadata`).
+    """Per-user counts over the train-pool rows (``train``, else ``train_mini``) of an images table
+    (:func:`inat_hf.metadata.load_metadata`).
 
     Vectorised over integer codes (no string hashing): 2.7M rows take about a second.
 
@@ -73,7 +75,7 @@ def user_table(images: pa.Table) -> pa.Table:
         Columns ``user`` (string), ``images``, ``phyla``, ``classes``, ``orders``, ``species`` (int64:
         rows and distinct non-null names), one row per user, sorted by user.
     """
-    train = images.filter(pc.equal(images["split"], "train")) if "split" in images.column_names else images
+    train = train_pool(images)
     users, user_names = _codes(train["user"])
     has_user = users >= 0
     users = users[has_user]

@@ -12,6 +12,7 @@ already complete stay, and the report says what was done.
 from __future__ import annotations
 
 import json
+import posixpath
 import sys
 import time
 from collections import Counter
@@ -28,7 +29,7 @@ from inat_hf.errors import InatError
 from inat_hf.hub.card import card_from_exports
 from inat_hf.hub.export import data_files, with_split_sizes
 from inat_hf.manifest import Manifest, ManifestKey, load_or_build, locate
-from inat_hf.metadata import load_metadata
+from inat_hf.metadata import is_file_url, load_metadata
 from inat_hf.prepare import engine
 from inat_hf.prepare.plan import (
     FILE_ROWS_WITH_IMAGES,
@@ -204,7 +205,9 @@ def prepare(
     with_images = {c.with_images for c in wanted}
     if len(with_images) != 1:
         raise ValueError("configs of one prepare run either all have images (with_images) or none")
-    images_url = public_url(images_dir or data_dir, "images_dir") if with_images.pop() else None
+    data_url = public_url(data_dir, "data_dir")  # images beside the metadata by default, as the builder's
+    default_images = posixpath.dirname(data_url.rstrip("/")) if is_file_url(data_url) else data_url
+    images_url = public_url(images_dir or default_images, "images_dir") if with_images.pop() else None
     settings = Settings(public_url(out_url, "out_url"), images_url, include_user)
     rows_per_file = file_rows or (FILE_ROWS_WITH_IMAGES if images_url else FILE_ROWS_WITHOUT_IMAGES)
 

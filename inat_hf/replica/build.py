@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import sys
 import time
 import zlib
@@ -40,6 +41,10 @@ IMAGE_SCHEMA = pa.schema(
 )  # fmt: skip
 
 
+MINI_PER_SPECIES = 50
+"""Images per species in the official ``train_mini`` (500,000 images for 10,000 species)."""
+
+
 @dataclass(frozen=True)
 class Scale:
     """How big a replica is. Add one to :data:`SCALES` to make a new size available by name.
@@ -55,6 +60,11 @@ class Scale:
     users: int
     val_per_species: int
     tiny_images: bool = False
+
+    @property
+    def mini_per_species(self) -> int:
+        """Images per species in ``train_mini``: 50 at full scale, ``ceil(50 * count_scale)`` below (at least 1)."""
+        return max(1, math.ceil(MINI_PER_SPECIES * self.count_scale))
 
     def __post_init__(self) -> None:
         if not 1 <= self.species_step <= 10_000:
@@ -85,15 +95,21 @@ class SampleCounts:
     rank_counts: dict[str, int]  # distinct names per rank in train, kingdom..species
     train_null_locations: int
     jpegs_written: int = 0
+    train_mini_images: int = 0  # the train_mini subset: mini_per_species images of each species
 
 
 @dataclass(frozen=True)
 class Replica:
-    """An in-memory replica: official-schema image tables (plus ``category_id``) and their header."""
+    """An in-memory replica: official-schema image tables (plus ``category_id``) and their header.
+
+    ``train_mini`` is a subset of ``train`` (the same records: id, user, location, date) with file names
+    under ``train_mini/``, as in the official ``train_mini.json``.
+    """
 
     categories: list[dict[str, object]]
     train: pa.Table
     val: pa.Table
+    train_mini: pa.Table
     counts: SampleCounts
     licenses: list[dict[str, object]]
     info: dict[str, object]
@@ -153,6 +169,18 @@ def _split_table(
     return pa.table(columns, schema=IMAGE_SCHEMA)
 
 
+def mini_subset(train: pa.Table, species: np.ndarray, per_species: int, rng: np.random.Generator) -> pa.Table:
+    """The ``train_mini`` records: ``per_species`` train rows of each species drawn at random (in id order),
+    each record kept as it is (id, user, location, date, ...) with its file name moved to ``train_mini/``.
+    """
+    order = np.lexsort((rng.random(len(species)), species))  # each species' rows in random order
+    first = np.flatnonzero(np.r_[True, species[order][1:] != species[order][:-1]])
+    rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+    drawn = train.take(pa.array(np.sort(order[rank < per_species])))
+    moved = pc.replace_substring_regex(drawn["file_name"], "^train/", "train_mini/")
+    return drawn.set_column(drawn.schema.get_field_index("file_name"), "file_name", moved)
+
+
 def _rank_counts(species: np.ndarray) -> dict[str, int]:
     categories = _categories()
     present = [categories[i] for i in np.unique(species)]
@@ -195,6 +223,8 @@ def build_replica(scale: str = "small", seed: int = 0, *, tiny_images: bool | No
     val_user = train_user[starts[k] + np.floor(streams[8].random(len(k)) * counts[k]).astype(np.int64)]
     train = _split_table("train", 0, train_species, train_user, users, tiny, streams[0:5])
     val = _split_table("val", train.num_rows, val_species, val_user, users, tiny, streams[9:14])
+    mini_stream = np.random.default_rng(root.spawn(1)[0])  # the 17th child: the first 16 draw as before
+    train_mini = mini_subset(train, train_species, min(spec.mini_per_species, int(counts.min())), mini_stream)
     result_counts = SampleCounts(
         scale=spec.name,
         seed=seed,
@@ -204,11 +234,13 @@ def build_replica(scale: str = "small", seed: int = 0, *, tiny_images: bool | No
         species=len(species_ids),
         rank_counts=_rank_counts(train_species),
         train_null_locations=train.column("latitude").null_count,
+        train_mini_images=train_mini.num_rows,
     )
     return Replica(
         categories=_categories(),
         train=train,
         val=val,
+        train_mini=train_mini,
         counts=result_counts,
         licenses=[dict(x) for x in LICENSES],
         info=_info(spec, seed),
@@ -216,6 +248,7 @@ def build_replica(scale: str = "small", seed: int = 0, *, tiny_images: bool | No
         annotation_order={
             "train": streams[15].permutation(train.num_rows),
             "val": streams[15].permutation(val.num_rows),
+            "train_mini": mini_stream.permutation(train_mini.num_rows),
         },
     )
 
@@ -267,8 +300,9 @@ def write_sample(
 ) -> SampleCounts:
     """Write a replica to any fsspec URL (through :mod:`inat_hf.storage`) and return what was written.
 
-    Writes ``train.json`` and ``val.json`` (streamed in chunks) and, unless ``metadata_only``, every
-    ``train/<image_dir_name>/<uuid>.jpg`` and ``val/...`` JPEG (made in threads, written concurrently).
+    Writes ``train.json``, ``val.json`` and ``train_mini.json`` (streamed in chunks) and, unless
+    ``metadata_only``, every ``train/<image_dir_name>/<uuid>.jpg``, ``val/...`` and ``train_mini/...`` JPEG
+    (made in threads, written concurrently; a train_mini JPEG has the bytes of its train image).
 
     Parameters
     ----------
@@ -277,7 +311,7 @@ def write_sample(
     scale, seed, tiny_images
         As for :func:`build_replica`.
     metadata_only : bool
-        Write the two JSON files only.
+        Write the three JSON files only.
     storage_options : Mapping, optional
         fsspec options (credentials), passed to :func:`inat_hf.storage.resolve`.
     progress : bool
@@ -287,13 +321,14 @@ def write_sample(
     loc = storage.resolve(url, storage_options)
     report = _Progress(progress)
     header = {"info": replica.info, "categories": replica.categories, "licenses": replica.licenses}
-    for split, table in (("train", replica.train), ("val", replica.val)):
+    splits = (("train", replica.train), ("val", replica.val), ("train_mini", replica.train_mini))
+    for split, table in splits:
         order = replica.annotation_order[split]
         label, total = f"{split}.json", table.num_rows
         json_writer.write_split(loc, label, table, header, order, functools.partial(report, label, total=total))
     written = 0
     if not metadata_only:
-        for split, table in (("train", replica.train), ("val", replica.val)):
+        for split, table in splits:
             rows = _jpeg_rows(table)
             items = images.jpeg_items(rows, replica.seed)
             written += storage.write_many(loc, _reported(items, report, f"{split} JPEGs", len(rows)))

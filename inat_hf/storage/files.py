@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 import posixpath
 import uuid
 from collections.abc import Iterable, Iterator
@@ -27,6 +28,12 @@ from inat_hf.storage.retry import logger, retrying, to_storage_error
 def _needs_parent_dirs(fs: fsspec.AbstractFileSystem) -> bool:
     """Whether files can only be written into existing folders (object stores and memory need none)."""
     return not isinstance(fs, AsyncFileSystem | MemoryFileSystem)
+
+
+def _staging(path: str) -> str:
+    """A hidden name next to ``path`` for a local file being written (renamed to ``path`` when complete)."""
+    folder, name = posixpath.split(path)
+    return posixpath.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.part")
 
 
 def read_bytes(loc: Location, relative: str = "") -> bytes:
@@ -103,14 +110,41 @@ def list_names(loc: Location, relative: str = "") -> dict[str, str]:
     }
 
 
+def list_sizes(loc: Location, relative: str = "") -> dict[str, int]:
+    """Return every file under ``relative`` (recursive), relative to ``loc.root``, with its size in bytes.
+
+    One paged listing (no request per file). A folder that does not exist gives ``{}``.
+    """
+    path = loc.path(relative)
+    loc.fs.invalidate_cache(path)
+    if not exists(loc, relative):
+        return {}
+    found = retrying(lambda: loc.fs.find(path, withdirs=False, detail=True), loc, relative)
+    prefix = loc.root if loc.root.endswith("/") or not loc.root else loc.root + "/"
+    return {name.removeprefix(prefix): int(info["size"]) for name, info in found.items()}
+
+
 def write_bytes(loc: Location, relative: str, data: bytes) -> None:
-    """Write ``data`` to a file, replacing it; parent folders are made where the filesystem needs them."""
+    """Write ``data`` to a file, replacing it; parent folders are made where the filesystem needs them.
+
+    The file appears complete or not at all: on local disk it is written under a hidden name and renamed;
+    object stores commit an upload when it ends.
+    """
     path = loc.path(relative)
 
     def write() -> None:
         if _needs_parent_dirs(loc.fs):
             loc.fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        loc.fs.pipe_file(path, data)
+        if isinstance(loc.fs, LocalFileSystem):
+            staging = _staging(path)
+            try:
+                loc.fs.pipe_file(staging, data)
+                os.replace(staging, path)
+            finally:
+                if os.path.lexists(staging):
+                    os.remove(staging)
+        else:
+            loc.fs.pipe_file(path, data)
 
     retrying(write, loc, relative)
 
@@ -192,29 +226,36 @@ def open_binary(loc: Location, relative: str = "") -> Iterator[BinaryIO]:
 def open_output(loc: Location, relative: str) -> Iterator[BinaryIO]:
     """Open a file for a streaming binary write; parent folders are made where the filesystem needs them.
 
-    The file is complete when the ``with`` block ends. If the block raises, the partial file is deleted
-    (best effort) and the error goes on unchanged.
+    The file is complete when the ``with`` block ends, and never visible half-written under its name: on
+    local disk it is written under a hidden name (``.{name}.{random}.part``) and renamed when complete; object
+    stores commit an upload when it is closed. If the block raises, the partial file is deleted (best
+    effort) and the error goes on unchanged.
     """
     path = loc.path(relative)
+    local = isinstance(loc.fs, LocalFileSystem)
+    target = _staging(path) if local else path
 
     def open_raw() -> Any:
         if _needs_parent_dirs(loc.fs):
             loc.fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        return _bounded_file(loc, loc.fs.open(path, "wb"))
+        return _bounded_file(loc, loc.fs.open(target, "wb"))
 
     file = _GuardedFile(retrying(open_raw, loc, relative, 0), loc, relative)
     try:
         yield file  # type: ignore[misc]
+        file.close()
+        if local:
+            os.replace(target, path)
     except BaseException:
         with suppress(Exception):
             file.close()
         try:
-            loc.fs.rm_file(path)
+            if not local or os.path.lexists(target):
+                loc.fs.rm_file(target)
         except Exception as exc:
             message = f"{where(loc, relative)}: partial output not removed ({describe_error(exc)})"
             logger.warning("%s", loc.redact(message))
         raise
-    file.close()
 
 
 def remove(loc: Location, relative: str) -> None:
@@ -228,40 +269,25 @@ def remove(loc: Location, relative: str) -> None:
     retrying(rm, loc, relative)
 
 
-TEMPORARY_PREFIX = ".tmp-"
-"""Base names of files being written by :func:`open_atomic` on a local disk (hidden, never matched by a glob
-such as ``train-*.parquet``)."""
-
-
 @contextmanager
 def open_atomic(loc: Location, relative: str) -> Iterator[BinaryIO]:
-    """Open a file for writing that appears at ``relative`` only complete, or not at all.
+    """:func:`open_output`, checked: the file appears at ``relative`` only complete, or not at all.
 
-    On a local disk the data goes to a hidden temporary file in the same folder
-    (``.tmp-{name}-{random}``), renamed into place when the ``with`` block ends (an atomic rename). On other
-    filesystems (object stores, where an upload becomes visible only when it is committed) it is written in
-    place, then the size stored is checked against the bytes written. If the block raises, nothing appears.
+    On a local disk :func:`open_output` already writes under a hidden name and renames (atomic). On other
+    filesystems (object stores, where an upload becomes visible when it is committed) the stored size is then
+    checked against the bytes written, and a short file is deleted. If the block raises, nothing appears.
 
     Raises
     ------
     StorageError
         If the stored file does not have the size written (it is deleted first).
     """
-    if not isinstance(loc.fs, LocalFileSystem):
-        with open_output(loc, relative) as handle:
-            yield handle
-            written = handle.tell()
-        stored = size(loc, relative)
-        if stored != written:
-            remove(loc, relative)
-            raise StorageError(loc.redact(f"{where(loc, relative)}: stored {stored} bytes of {written} written"))
-        return
-    folder, name = posixpath.split(relative)
-    temporary = posixpath.join(folder, f"{TEMPORARY_PREFIX}{name}-{uuid.uuid4().hex[:12]}")
-    with open_output(loc, temporary) as handle:
+    with open_output(loc, relative) as handle:
         yield handle
-    try:
-        retrying(lambda: loc.fs.mv(loc.path(temporary), loc.path(relative)), loc, relative, 0)
-    except BaseException:
-        remove(loc, temporary)
-        raise
+        written = handle.tell()
+    if isinstance(loc.fs, LocalFileSystem):
+        return
+    stored = size(loc, relative)
+    if stored != written:
+        remove(loc, relative)
+        raise StorageError(loc.redact(f"{where(loc, relative)}: stored {stored} bytes of {written} written"))

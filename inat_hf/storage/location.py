@@ -53,6 +53,12 @@ class Location:
         """
         return _unpickle, (self.fs, self.root, self.url, self._secrets, self.azure)
 
+    def parent(self) -> Location:
+        """Return the Location of the folder holding this one (the same filesystem and credentials)."""
+        root = posixpath.dirname(self.root.rstrip("/")) if "/" in self.root.rstrip("/") else self.root
+        url = self.url.rstrip("/").rsplit("/", 1)[0] if "/" in self.url.split("://", 1)[-1] else self.url
+        return Location(self.fs, root, url, self._secrets, self.azure)
+
     def child(self, relative: str) -> Location:
         """Return the Location rooted at ``self.path(relative)``."""
         clean = _clean_relative(relative, self.url)
