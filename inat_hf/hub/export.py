@@ -245,12 +245,15 @@ def attach_images(
     storage_options: Mapping[str, Any] | None = None,
     *,
     batch_size: int = 256,
+    decode: bool = True,
 ) -> datasets.Dataset | datasets.IterableDataset:
     """Add the ``image`` column from your own copy of the images (``file_name`` relative to ``images_url``).
 
     Lazy: an ``IterableDataset`` fetches each batch as it is iterated (``map``); a ``Dataset`` gets an
     on-the-fly transform, so nothing is fetched before rows are read. Fetches are concurrent
     (``storage.fetch_many``); a missing image raises :class:`~inat_hf.errors.StorageError` naming it.
+    ``decode=False`` gives a ``Dataset``'s images as ``{"bytes", "path"}`` (as ``Image(decode=False)``
+    does), for an input pipeline that decodes them itself (``inat_hf.train.pipeline``).
     """
     loc = storage.resolve(images_url, storage_options)
     image_feature = datasets.Image()
@@ -264,12 +267,12 @@ def attach_images(
         mapped = dataset.map(add, batched=True, batch_size=batch_size, features=features)
         return mapped.decode(True)  # map's output is not decoded by default
 
-    def decode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    def decoded(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         batch = add(batch)
         batch["image"] = [image_feature.decode_example(item) for item in batch["image"]]
         return batch
 
-    return dataset.with_transform(decode)
+    return dataset.with_transform(decoded if decode else add)
 
 
 def export_dataset(
