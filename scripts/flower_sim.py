@@ -20,7 +20,8 @@ per round for ``--rounds`` rounds and evaluates the global model on the ``valida
 training and after every round. Runs through ``flwr.simulation.run_simulation`` (Ray backend); each
 client gets ``--client-cpus`` CPUs and ``--client-gpus`` GPUs (default: 1 on CUDA, else 0). Outputs in
 ``--out``, as ``scripts/finetune_vit.py`` writes them: ``metrics.json``, ``metrics.csv``,
-``accuracy.png``. The apps are in :mod:`inat_hf.train.flower_apps`. Needs the ``flower`` extra.
+``accuracy.png``. The apps are in :mod:`inat_hf.train.flower_apps` and :mod:`inat_hf.train.flower_server`.
+Needs the ``flower`` extra.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from finetune_vit import add_data_arguments, data_source  # the same data option
 
 from inat_hf.cli import parse_overrides
 from inat_hf.train.fedavg import FedAvgSettings
-from inat_hf.train.flower_apps import ModelSpec, run_flower_simulation
+from inat_hf.train.flower_apps import ModelSpec
+from inat_hf.train.flower_server import run_flower_simulation
 from inat_hf.train.report import round_reporter
 from inat_hf.train.training import DEFAULT_CHECKPOINT, LocalSettings, pick_device, seed_everything
 

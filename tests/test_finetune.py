@@ -26,7 +26,6 @@ import torch
 from PIL import Image
 
 from inat_hf import ClientData
-from inat_hf.replica import write_sample
 from inat_hf.train.fedavg import (
     FedAvgSettings,
     WeightedAverage,
@@ -88,15 +87,13 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
-    data = tmp_path_factory.mktemp("finetune-small")
+def prepared(small_replica, tmp_path_factory: pytest.TempPathFactory) -> Prepared:
     cache = tmp_path_factory.mktemp("finetune-cache")
-    write_sample(str(data), scale="small", seed=0)
     builder = INaturalistFL(
-        config_name="family_user", data_dir=str(data), cache_dir=str(cache), max_image_side=MAX_SIDE
+        config_name="family_user", data_dir=small_replica.url, cache_dir=str(cache), max_image_side=MAX_SIDE
     )
     builder.download_and_prepare(num_proc=2)
-    return Prepared(str(data), str(cache), builder.as_dataset("train"), builder.as_dataset("validation"))
+    return Prepared(small_replica.url, str(cache), builder.as_dataset("train"), builder.as_dataset("validation"))
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,7 @@ from huggingface_hub import DatasetCard
 
 from inat_hf import storage
 from inat_hf.config import INatFLConfig, config_for
+from inat_hf.errors import StorageNotFoundError
 from inat_hf.examples import check_image
 from inat_hf.hub.card import card_from_exports
 from inat_hf.manifest import Manifest, client_row_groups, layout, load_or_build, locate, row_group_bounds
@@ -259,7 +260,13 @@ def attach_images(
     image_feature = datasets.Image()
 
     def add(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        blobs = storage.fetch_many(loc, batch["file_name"])
+        try:
+            blobs = storage.fetch_many(loc, batch["file_name"])
+        except StorageNotFoundError as err:
+            raise StorageNotFoundError(
+                f"{err}. An export's file_name is relative to the images folder: copy the missing image there, "
+                "or pass the folder that holds the images (--images-dir)"
+            ) from err
         return {**batch, "image": [{"bytes": b, "path": n} for b, n in zip(blobs, batch["file_name"], strict=True)]}
 
     if isinstance(dataset, datasets.IterableDataset):
