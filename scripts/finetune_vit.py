@@ -52,6 +52,7 @@ from inat_hf.train.training import (
     DEFAULT_CHECKPOINT,
     VIT_SIZES,
     LocalSettings,
+    autocast_dtype,
     label_names,
     limit,
     make_loader,
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument("--model", default=DEFAULT_CHECKPOINT, help=f"checkpoint name or path ({DEFAULT_CHECKPOINT})")
     model.add_argument("--tiny", action="store_true", help="a tiny random ViT (32 px) instead of --model")
+    model.add_argument("--size", choices=sorted(VIT_SIZES), help="a random ViT of this size instead of --model")
     model.add_argument(
         "--new-head", action="store_true", help="replace the classifier of a --model fine-tuned on other labels"
     )
@@ -178,8 +180,11 @@ def _pipeline_rate(
 
 
 def _step_seconds(labels: list[str], size: str, batch_size: int, steps: int) -> float:
-    """Median seconds of one AdamW training step of a random ViT of ``size`` on a random batch."""
+    """Median seconds of one AdamW training step of a random ViT of ``size`` on a random batch, with the
+    autocast that training uses (bf16 on CUDA, else fp16; full precision on CPU).
+    """
     device = pick_device()
+    amp = autocast_dtype(device)
     model = make_model(labels, size=size).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     side = VIT_SIZES[size]["image_size"]
@@ -188,7 +193,9 @@ def _step_seconds(labels: list[str], size: str, batch_size: int, steps: int) -> 
     times = []
     for _ in range(steps + 1):  # the first step is a warm-up
         start = time.perf_counter()
-        model(pixel_values=pixels, labels=target).loss.backward()
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            loss = model(pixel_values=pixels, labels=target).loss
+        loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         if device.type == "cuda":
@@ -258,9 +265,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "bench.json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
         return 0
-    checkpoint = None if args.tiny else args.model
-    transform = make_transform(make_processor(checkpoint=checkpoint))
-    model = make_model(label_names(train), checkpoint=checkpoint, new_head=args.new_head)
+    size = "tiny" if args.tiny else args.size
+    checkpoint = None if size else args.model
+    transform = make_transform(make_processor(checkpoint=checkpoint, size=size or "tiny"))
+    model = make_model(label_names(train), checkpoint=checkpoint, size=size or "tiny", new_head=args.new_head)
     validation = limit(with_pipeline(validation, transform), args.val_limit, args.seed)
     local = LocalSettings(
         epochs=args.local_epochs if args.mode == "fedavg" else args.epochs,
@@ -275,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mode": args.mode,
         "config": args.config,
         "overrides": parse_overrides(args.set),
-        "model": "tiny random ViT" if args.tiny else args.model,
+        "model": f"{size} random ViT" if size else args.model,
         "device": str(pick_device()),
         "val_limit": args.val_limit,
     }

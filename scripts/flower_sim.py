@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument("--model", default=DEFAULT_CHECKPOINT, help=f"checkpoint name or path ({DEFAULT_CHECKPOINT})")
     model.add_argument("--tiny", action="store_true", help="a tiny random ViT (32 px) instead of --model")
+    model.add_argument("--size", choices=("base", "tiny"), help="a random ViT of this size instead of --model")
     model.add_argument(
         "--new-head", action="store_true", help="replace the classifier of a --model fine-tuned on other labels"
     )
@@ -87,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     seed_everything(args.seed)
     source = data_source(args)
-    spec = ModelSpec(checkpoint=None if args.tiny else args.model, size="tiny", new_head=args.new_head)
+    size = "tiny" if args.tiny else args.size
+    spec = ModelSpec(checkpoint=None if size else args.model, size=size or "tiny", new_head=args.new_head)
     local = LocalSettings(
         epochs=args.local_epochs,
         batch_size=args.batch_size,
@@ -112,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mode": "flower " + ("FedAvgM" if args.server_momentum or args.server_lr != 1.0 else "FedAvg"),
         "config": args.config,
         "overrides": parse_overrides(args.set),
-        "model": "tiny random ViT" if args.tiny else args.model,
+        "model": f"{size} random ViT" if size else args.model,
         "device": str(pick_device()),
         "val_limit": args.val_limit,
         "num_supernodes": args.num_supernodes,

@@ -196,10 +196,13 @@ class ImageTransform:
         return torch.from_numpy(array).permute(0, 3, 1, 2)
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``(pixels * rescale - mean) / std`` as float32, one vectorised operation for the batch."""
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
-        return pixels.to(torch.float32).mul_(self.rescale).sub_(mean).div_(std)
+        """``(pixels * rescale - mean) / std`` as contiguous float32, for the whole batch at once: the uint8
+        pixels are made contiguous first (a quarter of the bytes to move), then one multiply-add per value.
+        """
+        std = torch.tensor(self.std, dtype=torch.float64)
+        scale = (self.rescale / std).to(torch.float32).view(1, -1, 1, 1)
+        shift = (-torch.tensor(self.mean, dtype=torch.float64) / std).to(torch.float32).view(1, -1, 1, 1)
+        return pixels.contiguous().to(torch.float32).mul_(scale).add_(shift)
 
     def __call__(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Turn a batch of rows into model inputs (after the transform set before this one, if any)."""
