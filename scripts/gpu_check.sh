@@ -4,6 +4,7 @@
 #
 #   OUT=out/gpu scripts/gpu_check.sh                 # on a GPU machine
 #   OUT=out/gpu scripts/gpu_check.sh --cpu-smoke     # the same steps at tiny sizes, on CPU (checks the script)
+#   PYTHON=.venv/bin/python ...                      # the interpreter to use (default python3)
 #
 # Steps, each timed (wall seconds in the JSON):
 #   1. install what is missing: the package with its flower extra, from $WHEELS (a folder of wheels, for a
@@ -84,7 +85,7 @@ flwr.__version__, 'ray', ray.__version__, 'torch', torch.__version__, 'cuda', to
 env_info() {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
   nproc
-  "$PYTHON" - <<'PY' >"$OUT/env.json"
+  "$PYTHON" - <<'PY' >"$OUT/env.json" || return 1
 import json, os, platform, torch
 gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 print(json.dumps({"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
@@ -141,7 +142,7 @@ if bench and bench["rows"]:
         "model_images_per_s": model_rate,
         "best_pipeline_images_per_s": best["pipeline_images_per_s"],
         "best_pipeline_workers": best["workers"],
-        "bound_by": "input pipeline" if best["pipeline_images_per_s"] < model_rate else "model (GPU step)",
+        "bound_by": "input pipeline" if best["pipeline_images_per_s"] < model_rate else "model step",
     }
 (out / "gpu_check.json").write_text(json.dumps(summary, indent=2) + "\n")
 print(json.dumps({k: summary.get(k) for k in ("mode", "env", "bottleneck")}))

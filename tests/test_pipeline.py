@@ -20,6 +20,7 @@ from inat_hf.train.pipeline import (
     make_loader,
     make_processor,
     make_transform,
+    pil_filter,
     with_pipeline,
 )
 
@@ -105,4 +106,14 @@ def test_with_pipeline_reads_bytes_and_loads_batches(jpegs):
 def test_a_processor_it_cannot_reproduce_falls_back():
     processor = make_processor(size="tiny")
     processor.size = {"shortest_edge": 32}
-    assert isinstance(make_transform(processor), ViTTransform)
+    with pytest.warns(UserWarning, match=r"cannot reproduce this processor .*height x width only"):
+        assert isinstance(make_transform(processor), ViTTransform)
+
+
+def test_resampling_filters_by_pil_value_or_torchvision_name():
+    class InterpolationMode:  # as torchvision.transforms.InterpolationMode.BILINEAR
+        value = "bilinear"
+
+    assert pil_filter(Image.Resampling.BICUBIC) == 3 and pil_filter(2) == 2 and pil_filter(InterpolationMode()) == 2
+    with pytest.raises(ValueError, match="has no PIL filter"):
+        pil_filter("nearest-exact")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import io
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -127,6 +128,27 @@ def decode(item: Any, target: tuple[int, int] | None = None) -> Image.Image:
         ) from err
 
 
+_FILTERS = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
+
+
+def pil_filter(resample: Any) -> int:
+    """PIL's resampling filter for a processor's ``resample``: a PIL filter (or its int), or a torchvision
+    ``InterpolationMode`` (the torchvision backend of transformers 5), by name.
+
+    Raises
+    ------
+    ValueError
+        If it names no PIL filter.
+    """
+    value = getattr(resample, "value", resample)
+    if isinstance(value, int):
+        return value
+    name = str(value).lower().rsplit(".", 1)[-1]
+    if name not in _FILTERS:
+        raise ValueError(f"resample {resample!r} has no PIL filter; known: {', '.join(_FILTERS)}")
+    return _FILTERS[name]
+
+
 @dataclass(frozen=True)
 class ImageTransform:
     """Batch transform (``set_transform``): image bytes -> normalised ``pixel_values`` (float32, NCHW),
@@ -172,14 +194,13 @@ class ImageTransform:
             raise ValueError(f"ImageTransform reproduces a resize to height x width only, not {size}")
         if not (processor.do_resize and processor.do_rescale and processor.do_normalize):
             raise ValueError("ImageTransform reproduces a processor that resizes, rescales and normalises")
-        resample = processor.resample
         return cls(
             height=int(size["height"]),
             width=int(size["width"]),
             mean=tuple(float(m) for m in np.broadcast_to(processor.image_mean, 3)),
             std=tuple(float(s) for s in np.broadcast_to(processor.image_std, 3)),
             rescale=float(processor.rescale_factor),
-            resample=int(getattr(resample, "value", resample)),
+            resample=pil_filter(processor.resample),
             draft=draft,
         )
 
@@ -224,8 +245,10 @@ def make_transform(processor: Any, *, fast: bool = True, draft: bool = True) -> 
     if fast:
         try:
             return ImageTransform.from_processor(processor, draft=draft)
-        except ValueError:
-            pass
+        except ValueError as err:
+            warnings.warn(
+                f"the fast input pipeline cannot reproduce this processor ({err}); using it as is", stacklevel=2
+            )
     return ViTTransform(processor)
 
 
