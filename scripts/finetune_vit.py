@@ -10,20 +10,24 @@ r"""Fine-tune a ViT on iNat-FL, centrally or federated (FedAvg / FedAvgM), or me
         --lr 1e-4 --batch-size 32 --server-momentum 0.9 --val-limit 5000 --out out/ft
 
     # central fine-tuning (transformers Trainer) on a manifest-only Hub export plus your images
-    python scripts/finetune_vit.py --export out/export --images az://inaturalist/2021 --mode central \\
+    python scripts/finetune_vit.py --export out/export --images-dir az://inaturalist/2021 --mode central \\
         --epochs 1 --out out/central
 
     # images/s of the input pipeline against the training step, tiny and ViT-B/16-sized random ViTs
     python scripts/finetune_vit.py --data-dir out/small --bench-pipeline --out out/bench
 
-Data: ``--data-dir`` prepares the config with the builder (``--cache-dir``, ``--num-proc``); ``--export``
-loads an export with ``datasets.load_dataset(DIR, config)`` and adds the images from ``--images`` with
-``inat_hf.hub.export.attach_images`` (an output of ``inat-fl prepare`` holds the image bytes: no ``--images``).
-Credentials come from the environment (``AZURE_STORAGE_*``, read by
-adlfs); ``--option KEY=VALUE`` passes other storage options. Model: ``--model`` (a checkpoint name or
-path; default ``google/vit-base-patch16-224-in21k``) or ``--tiny`` (a small random ViT). Outputs in
-``--out``: ``metrics.json`` (settings and one row per round or epoch), ``metrics.csv`` and
-``accuracy.png``; ``bench.json`` for ``--bench-pipeline``. The logic is in :mod:`inat_hf.train.training`.
+Data (:class:`inat_hf.train.datasource.DataSource`, shared with ``scripts/flower_sim.py``): ``--data-dir``
+prepares the config with the builder (``--cache-dir``, ``--num-proc``; ``--images-dir`` when the images lie
+apart from the metadata); ``--export`` loads an export with ``datasets.load_dataset(DIR, config)`` and adds
+the images from ``--images-dir`` (alias ``--images``) with ``inat_hf.hub.export.attach_images``, or uses
+the export's own images (an output of ``inat-fl prepare`` holds the image bytes: no ``--images-dir``).
+Credentials come from the environment (``AZURE_STORAGE_*``, read by adlfs); ``--option KEY=VALUE`` passes
+other storage options. Model: ``--model`` (a checkpoint name or path; default
+``google/vit-base-patch16-224-in21k``; ``--new-head`` replaces the classifier of a checkpoint fine-tuned on
+other labels), ``--tiny`` or ``--size base`` (a random ViT). Outputs in ``--out``: ``metrics.json``
+(settings and one row per round or epoch), ``metrics.csv`` and ``accuracy.png``
+(:mod:`inat_hf.train.report`); ``bench.json`` for ``--bench-pipeline`` (the processor and the fast input
+pipeline against the training step). The logic is in :mod:`inat_hf.train.training`.
 """
 
 from __future__ import annotations

@@ -256,3 +256,16 @@ def test_an_export_with_a_missing_image(tiny_replica, tmp_path):
     with pytest.raises(ValueError, match=r"has no images \(a manifest-only export\): pass images=URL"):
         manifest_only.split("train")
     assert isinstance(train, datasets.Dataset)
+
+
+def test_an_export_written_with_images_needs_no_images_dir(tiny_replica, tmp_path):
+    from inat_hf.hub.export import export_dataset
+
+    out = tmp_path / "export"
+    export_dataset(str(out), tiny_replica.url, ["family_user"], cache_dir=str(tmp_path / "cache"), with_images=True)
+    exported = DataSource(export=str(out), cache_dir=str(tmp_path / "hf"))
+    train = exported.split("train")
+    assert train.features["image"] == datasets.Image()
+    _, metrics = train_partition(2, _config(max_steps=None), _weights(label_names(train)), exported, ModelSpec())
+    assert metrics["client-id"] == 2
+    assert metrics["num-examples"] == metrics["loss-examples"] == sum(1 for c in train["client_id"] if c == 2)
