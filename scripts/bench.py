@@ -5,6 +5,8 @@
     python scripts/bench.py fetch ...      (scripts/bench_fetch.py)
     python scripts/bench.py clients ...    (scripts/bench_clients.py)
     python scripts/bench.py prepare ...    (scripts/bench_prepare.py)
+    python scripts/bench.py partitioner ...  (scripts/bench_partitioner.py)
+    python scripts/bench.py pipeline ...  (scripts/bench_pipeline.py)
 
 ``metadata``: time and peak RSS of ``inat_hf.metadata.load_metadata`` on the replica's ``train.json``
 against the TFDS approach (``json.load`` plus Python loops building the same table). Each loader runs in
@@ -35,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-PLUGINS = ("bench_fetch", "bench_clients", "bench_prepare")
+PLUGINS = ("bench_fetch", "bench_clients", "bench_prepare", "bench_partitioner", "bench_pipeline")
 
 
 def _checksum(image_ids: np.ndarray, species: list[str]) -> str:

@@ -16,43 +16,47 @@ r"""Fine-tune a ViT on iNat-FL, centrally or federated (FedAvg / FedAvgM), or me
     # images/s of the input pipeline against the training step, tiny and ViT-B/16-sized random ViTs
     python scripts/finetune_vit.py --data-dir out/small --bench-pipeline --out out/bench
 
-Data: ``--data-dir`` prepares the config with the builder (``--cache-dir``, ``--num-proc``); ``--export``
-loads an export with ``datasets.load_dataset(DIR, config)`` and adds the images from ``--images-dir`` with
-``inat_hf.hub.export.attach_images`` (an output of ``inat-fl prepare`` holds the image bytes: no ``--images-dir``).
-Credentials come from the environment (``AZURE_STORAGE_*``, read by
-adlfs); ``--option KEY=VALUE`` passes other storage options. Model: ``--model`` (a checkpoint name or
-path; default ``google/vit-base-patch16-224-in21k``) or ``--tiny`` (a small random ViT). Outputs in
-``--out``: ``metrics.json`` (settings and one row per round or epoch), ``metrics.csv`` and
-``accuracy.png``; ``bench.json`` for ``--bench-pipeline``. The logic is in :mod:`inat_hf.train.training`.
+Data (:class:`inat_hf.train.datasource.DataSource`, shared with ``scripts/flower_sim.py``): ``--data-dir``
+prepares the config with the builder (``--cache-dir``, ``--num-proc``; ``--images-dir`` when the images lie
+apart from the metadata); ``--export`` loads an export with ``datasets.load_dataset(DIR, config)`` and adds
+the images from ``--images-dir`` (alias ``--images``) with ``inat_hf.hub.export.attach_images``, or uses
+the export's own images (an output of ``inat-fl prepare`` holds the image bytes: no ``--images-dir``).
+Credentials come from the environment (``AZURE_STORAGE_*``, read by adlfs); ``--option KEY=VALUE`` passes
+other storage options. Model: ``--model`` (a checkpoint name or path; default
+``google/vit-base-patch16-224-in21k``; ``--new-head`` replaces the classifier of a checkpoint fine-tuned on
+other labels), ``--tiny`` or ``--size base`` (a random ViT). Outputs in ``--out``: ``metrics.json``
+(settings and one row per round or epoch), ``metrics.csv`` and ``accuracy.png``
+(:mod:`inat_hf.train.report`); ``bench.json`` for ``--bench-pipeline`` (the processor and the fast input
+pipeline against the training step). The logic is in :mod:`inat_hf.train.training`.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import io
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import datasets
 import torch
-from matplotlib.figure import Figure
 
 from inat_hf.cli import parse_overrides, parse_storage_options
 from inat_hf.clients import ClientData
+from inat_hf.train.datasource import DataSource
 from inat_hf.train.fedavg import (
     FedAvgSettings,
     run_fedavg,
 )
+from inat_hf.train.report import round_reporter, save_metrics
 from inat_hf.train.training import (
     DEFAULT_CHECKPOINT,
     VIT_SIZES,
     LocalSettings,
+    autocast_dtype,
     label_names,
     limit,
     make_loader,
@@ -69,26 +73,15 @@ from inat_hf.train.training import (
 def build_parser() -> argparse.ArgumentParser:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    data = parser.add_argument_group("data")
-    data.add_argument("--config", default="family_user", help="config name, {rank}_{scheme} (default family_user)")
-    data.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
-    source = data.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data-dir", help="data folder URL for the builder (official layout or processed CSV)")
-    source.add_argument("--export", help="an export folder (inat-fl export), loaded with datasets.load_dataset")
-    data.add_argument(
-        "--images-dir",
-        "--images",
-        dest="images",
-        help="URL of your copy of the images (with a manifest-only --export, or apart from --data-dir)",
-    )
-    data.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="storage option (no secrets)")
-    data.add_argument("--cache-dir", help="datasets cache (default: the datasets default)")
-    data.add_argument("--num-proc", type=int, default=2, help="builder worker processes (default 2)")
-    data.add_argument("--train-limit", type=int, help="central: a seeded random subset of the train rows")
-    data.add_argument("--val-limit", type=int, help="evaluate on a seeded random subset of the validation rows")
+    add_data_arguments(parser)
+    parser.add_argument("--train-limit", type=int, help="central: a seeded random subset of the train rows")
     model = parser.add_argument_group("model")
     model.add_argument("--model", default=DEFAULT_CHECKPOINT, help=f"checkpoint name or path ({DEFAULT_CHECKPOINT})")
     model.add_argument("--tiny", action="store_true", help="a tiny random ViT (32 px) instead of --model")
+    model.add_argument("--size", choices=sorted(VIT_SIZES), help="a random ViT of this size instead of --model")
+    model.add_argument(
+        "--new-head", action="store_true", help="replace the classifier of a --model fine-tuned on other labels"
+    )
     train = parser.add_argument_group("training")
     train.add_argument("--mode", choices=("fedavg", "central"), default="fedavg")
     train.add_argument("--epochs", type=int, default=1, help="central: epochs")
@@ -114,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--bench-steps", type=int, default=5, help="training steps timed per model")
     bench.add_argument("--bench-workers", default="0", help="comma-separated DataLoader worker counts to time")
     bench.add_argument(
+        "--bench-transforms", default="processor,fast", help="comma-separated: processor (ViTImageProcessor), fast"
+    )
+    bench.add_argument(
         "--bench-models", default="tiny,base", help=f"comma-separated ViT sizes ({', '.join(VIT_SIZES)})"
     )
     return parser
@@ -122,77 +118,63 @@ def build_parser() -> argparse.ArgumentParser:
 # --- data -------------------------------------------------------------------------------------------------
 
 
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data options (shared with ``scripts/flower_sim.py``)."""
+    data = parser.add_argument_group("data")
+    data.add_argument("--config", default="family_user", help="config name, {rank}_{scheme} (default family_user)")
+    data.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
+    source = data.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data-dir", help="data folder URL for the builder (official layout or processed CSV)")
+    source.add_argument("--export", help="an export folder (inat-fl export), loaded with datasets.load_dataset")
+    data.add_argument(
+        "--images-dir",
+        "--images",
+        dest="images",
+        help="URL of your copy of the images: with a manifest-only --export; with --data-dir when apart from "
+        "the metadata (default: the data folder)",
+    )
+    data.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="storage option (no secrets)")
+    data.add_argument("--cache-dir", help="datasets cache (default: the datasets default)")
+    data.add_argument("--num-proc", type=int, default=2, help="builder worker processes (default 2)")
+    data.add_argument("--val-limit", type=int, help="evaluate on a seeded random subset of the validation rows")
+
+
+def data_source(args: argparse.Namespace) -> DataSource:
+    """The :class:`DataSource` the options name, prepared (builder) or loaded once (export)."""
+    try:
+        source = DataSource.of(
+            config=args.config,
+            data_dir=args.data_dir,
+            export=args.export,
+            images=args.images,
+            overrides=parse_overrides(args.set),
+            storage_options=parse_storage_options(args.option),
+            cache_dir=args.cache_dir,
+        )
+        source.prepare(num_proc=args.num_proc)
+        source.split("train")  # an export without images says so now
+    except ValueError as err:
+        raise SystemExit(str(err)) from err
+    return source
+
+
 def load_splits(args: argparse.Namespace) -> tuple[datasets.Dataset, datasets.Dataset]:
     """The train split (rows grouped by client) and the central validation split, with their images."""
-    options, overrides = parse_storage_options(args.option), parse_overrides(args.set)
-    if args.export:
-        if overrides:
-            raise SystemExit("--set does not apply to --export: an export holds the configs it was made with")
-        from inat_hf.hub.export import attach_images
-
-        splits = datasets.load_dataset(args.export, args.config, cache_dir=args.cache_dir)
-        if "image" in splits["train"].features:  # inat-fl prepare (or export --with-images): bytes in the files
-            return splits["train"], splits["validation"]
-        if not args.images:
-            raise SystemExit("--export needs --images (the URL of your copy of the images) when it has no image bytes")
-        return tuple(attach_images(splits[name], args.images, options) for name in ("train", "validation"))
-    from inaturalist_fl import INaturalistFL
-
-    builder = INaturalistFL(
-        config_name=args.config,
-        data_dir=args.data_dir,
-        cache_dir=args.cache_dir,
-        storage_options=options,
-        images_dir=args.images,
-        **overrides,
-    )
-    builder.download_and_prepare(num_proc=args.num_proc)
-    return builder.as_dataset("train"), builder.as_dataset("validation")
-
-
-# --- metrics files ----------------------------------------------------------------------------------------
-
-
-def save_metrics(rows: Sequence[Mapping[str, Any]], out: Path, *, x: str, meta: Mapping[str, Any]) -> None:
-    """Write ``metrics.json`` (``meta`` and ``rows``), ``metrics.csv`` and ``accuracy.png`` under ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps({**meta, "rows": list(rows)}, indent=2) + "\n")
-    with (out / "metrics.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: " ".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items()})
-    title = f"ViT on {meta['config']} ({meta['mode']}, {meta['model']})"
-    (out / "accuracy.png").write_bytes(plot_metrics(rows, x=x, title=title))
-
-
-def plot_metrics(rows: Sequence[Mapping[str, Any]], *, x: str, title: str) -> bytes:
-    """PNG bytes: validation accuracy (left), train and validation loss (right) against ``x``."""
-    figure = Figure(figsize=(11, 4.2), layout="constrained")
-    acc_ax, loss_ax = figure.subplots(1, 2)
-    xs = [row[x] for row in rows]
-    acc_ax.plot(xs, [100 * row["val_accuracy"] for row in rows], marker="o", color="tab:green")
-    acc_ax.set(xlabel=x, ylabel="top-1 accuracy (%)", title="Accuracy on the central validation split")
-    trained = [row for row in rows if row["train_loss"] is not None]
-    loss_ax.plot(xs, [row["val_loss"] for row in rows], marker="o", label="validation")
-    loss_ax.plot([row[x] for row in trained], [row["train_loss"] for row in trained], marker="s", label="train")
-    loss_ax.set(xlabel=x, ylabel="cross-entropy", title="Loss")
-    loss_ax.legend()
-    for ax in (acc_ax, loss_ax):
-        ax.grid(alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    figure.suptitle(title)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+    source = data_source(args)
+    return source.split("train"), source.split("validation")
 
 
 # --- the input pipeline against the model -----------------------------------------------------------------
 
 
-def _pipeline_rate(train: datasets.Dataset, size: str, batch_size: int, batches: int, workers: int) -> float:
-    """Images/s of JPEG decode + ViTImageProcessor through ``set_transform`` and a DataLoader."""
-    pipeline = with_pipeline(train, make_transform(make_processor(size=size)))
+def _pipeline_rate(
+    train: datasets.Dataset, size: str, transform: str, batch_size: int, batches: int, workers: int
+) -> float:
+    """Images/s of the input pipeline (JPEG decode, resize, normalise) through ``set_transform`` and a
+    DataLoader: ``transform`` ``processor`` (ViTImageProcessor per batch) or ``fast`` (ImageTransform).
+    """
+    fast = transform == "fast"
+    pipeline = with_pipeline(train, make_transform(make_processor(size=size), fast=fast))
     loader = iter(make_loader(pipeline, batch_size, seed=0, workers=workers))
     next(loader)  # warm-up: workers start, first batch
     start, images = time.perf_counter(), 0
@@ -202,8 +184,11 @@ def _pipeline_rate(train: datasets.Dataset, size: str, batch_size: int, batches:
 
 
 def _step_seconds(labels: list[str], size: str, batch_size: int, steps: int) -> float:
-    """Median seconds of one AdamW training step of a random ViT of ``size`` on a random batch."""
+    """Median seconds of one AdamW training step of a random ViT of ``size`` on a random batch, with the
+    autocast that training uses (bf16 on CUDA, else fp16; full precision on CPU).
+    """
     device = pick_device()
+    amp = autocast_dtype(device)
     model = make_model(labels, size=size).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     side = VIT_SIZES[size]["image_size"]
@@ -212,7 +197,9 @@ def _step_seconds(labels: list[str], size: str, batch_size: int, steps: int) -> 
     times = []
     for _ in range(steps + 1):  # the first step is a warm-up
         start = time.perf_counter()
-        model(pixel_values=pixels, labels=target).loss.backward()
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            loss = model(pixel_values=pixels, labels=target).loss
+        loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         if device.type == "cuda":
@@ -222,38 +209,43 @@ def _step_seconds(labels: list[str], size: str, batch_size: int, steps: int) -> 
 
 
 def bench_pipeline(train: datasets.Dataset, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """For each ViT size: input-pipeline images/s (per worker count) and training-step images/s."""
+    """For each ViT size, transform and worker count: input-pipeline images/s and training-step images/s."""
     labels, rows = label_names(train), []
+    transforms = args.bench_transforms.split(",")
+    if not set(transforms) <= {"processor", "fast"}:
+        raise SystemExit(f"--bench-transforms {args.bench_transforms!r}: choose from processor, fast")
     for size in args.bench_models.split(","):
         if size not in VIT_SIZES:
             raise SystemExit(f"--bench-models: unknown ViT size {size!r}; choose from {', '.join(VIT_SIZES)}")
         step = _step_seconds(labels, size, args.batch_size, args.bench_steps)
         for workers in (int(w) for w in args.bench_workers.split(",")):
-            rate = _pipeline_rate(train, size, args.batch_size, args.bench_batches, workers)
-            model_rate = args.batch_size / step
-            rows.append(
-                {
-                    "model": size,
-                    "image_size": VIT_SIZES[size]["image_size"],
-                    "batch_size": args.batch_size,
-                    "workers": workers,
-                    "pipeline_images_per_s": rate,
-                    "step_seconds": step,
-                    "model_images_per_s": model_rate,
-                    "bound": "input" if rate < model_rate else "model",
-                }
-            )
+            for transform in transforms:
+                rate = _pipeline_rate(train, size, transform, args.batch_size, args.bench_batches, workers)
+                model_rate = args.batch_size / step
+                rows.append(
+                    {
+                        "model": size,
+                        "image_size": VIT_SIZES[size]["image_size"],
+                        "batch_size": args.batch_size,
+                        "transform": transform,
+                        "workers": workers,
+                        "pipeline_images_per_s": rate,
+                        "step_seconds": step,
+                        "model_images_per_s": model_rate,
+                        "bound": "input" if rate < model_rate else "model",
+                    }
+                )
     return rows
 
 
 def _print_bench(rows: list[dict[str, Any]]) -> None:
     print(
-        f"{'model':6} {'px':>4} {'batch':>5} {'workers':>7} {'pipeline img/s':>15} {'step s':>8} "
+        f"{'model':6} {'px':>4} {'batch':>5} {'transform':>9} {'workers':>7} {'pipeline img/s':>15} {'step s':>8} "
         f"{'model img/s':>12}  bound"
     )
     for r in rows:
         print(
-            f"{r['model']:6} {r['image_size']:>4} {r['batch_size']:>5} {r['workers']:>7} "
+            f"{r['model']:6} {r['image_size']:>4} {r['batch_size']:>5} {r['transform']:>9} {r['workers']:>7} "
             f"{r['pipeline_images_per_s']:>15.1f} {r['step_seconds']:>8.4f} {r['model_images_per_s']:>12.1f}  "
             f"{r['bound']}"
         )
@@ -277,9 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "bench.json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
         return 0
-    checkpoint = None if args.tiny else args.model
-    transform = make_transform(make_processor(checkpoint=checkpoint))
-    model = make_model(label_names(train), checkpoint=checkpoint)
+    size = "tiny" if args.tiny else args.size
+    checkpoint = None if size else args.model
+    transform = make_transform(make_processor(checkpoint=checkpoint, size=size or "tiny"))
+    model = make_model(label_names(train), checkpoint=checkpoint, size=size or "tiny", new_head=args.new_head)
     validation = limit(with_pipeline(validation, transform), args.val_limit, args.seed)
     local = LocalSettings(
         epochs=args.local_epochs if args.mode == "fedavg" else args.epochs,
@@ -294,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mode": args.mode,
         "config": args.config,
         "overrides": parse_overrides(args.set),
-        "model": "tiny random ViT" if args.tiny else args.model,
+        "model": f"{size} random ViT" if size else args.model,
         "device": str(pick_device()),
         "val_limit": args.val_limit,
     }
@@ -323,18 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         meta["settings"] = dataclasses.asdict(settings)
 
-        def report(rows: list[dict[str, Any]]) -> None:
-            r = rows[-1]
-            loss = "-" if r["train_loss"] is None else f"{r['train_loss']:.4f}"
-            print(
-                f"round {r['round']}/{settings.rounds}: {r['clients']} clients, {r['examples']} examples, "
-                f"train loss {loss}, val loss {r['val_loss']:.4f}, val accuracy {r['val_accuracy']:.4f}, "
-                f"{r['seconds']:.1f} s",
-                flush=True,
-            )
-            save_metrics(rows, out, x="round", meta=meta)
-
-        rows = run_fedavg(model, ClientData(with_pipeline(train, transform)), validation, settings, on_round=report)
+        clients = ClientData(with_pipeline(train, transform))
+        rows = run_fedavg(model, clients, validation, settings, on_round=round_reporter(out, meta, settings.rounds))
     print(f"metrics: {out / 'metrics.json'}, {out / 'metrics.csv'}; plot: {out / 'accuracy.png'}")
     return 0
 

@@ -16,6 +16,15 @@ python -m pip install --quiet "torch==2.13.0"
 python -m pip install --quiet -e ".[dev,train,dask]"
 # flwr-datasets declares datasets<5 but works on datasets 5: --no-deps keeps the current datasets.
 python -m pip install --quiet --no-deps "flwr-datasets==0.6.1"
+# The Flower simulation extra (flwr 1.42 with Ray 2.55). flwr does not depend on datasets, so this leaves
+# datasets 5 in place; it pins packaging<26 and typer<0.21, which pip downgrades (datasets, transformers,
+# dask and pytest work with both). The check below fails the run if datasets was changed after all.
+python -m pip install --quiet -e ".[flower]"
+python - <<'PY'
+import datasets
+if int(datasets.__version__.split(".")[0]) < 5:
+    raise SystemExit(f"installing flwr changed datasets to {datasets.__version__}; the tests need datasets 5")
+PY
 
 # Azurite, the Azure Blob Storage emulator the tests start (3.35.0 is the last release that runs on Node 20).
 if [ ! -x .tools/node_modules/.bin/azurite-blob ]; then

@@ -89,6 +89,15 @@ def tiny_replica(tmp_path_factory: pytest.TempPathFactory) -> Replica:
 
 
 @pytest.fixture(scope="session")
+def small_replica(tmp_path_factory: pytest.TempPathFactory) -> Replica:
+    """The ``small`` replica (seed 0) with its JPEGs (up to 500 px), written once per session; read-only."""
+    from inat_hf.replica import write_sample
+
+    folder = tmp_path_factory.mktemp("small-replica")
+    return Replica(str(folder), write_sample(str(folder), scale="small", seed=0))
+
+
+@pytest.fixture(scope="session")
 def small_metadata(tmp_path_factory: pytest.TempPathFactory) -> Replica:
     """The ``small`` replica's metadata only (no JPEGs), written once per session; read-only."""
     from inat_hf.replica import write_sample

@@ -26,7 +26,6 @@ import torch
 from PIL import Image
 
 from inat_hf import ClientData
-from inat_hf.replica import write_sample
 from inat_hf.train.fedavg import (
     FedAvgSettings,
     WeightedAverage,
@@ -88,15 +87,13 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
-    data = tmp_path_factory.mktemp("finetune-small")
+def prepared(small_replica, tmp_path_factory: pytest.TempPathFactory) -> Prepared:
     cache = tmp_path_factory.mktemp("finetune-cache")
-    write_sample(str(data), scale="small", seed=0)
     builder = INaturalistFL(
-        config_name="family_user", data_dir=str(data), cache_dir=str(cache), max_image_side=MAX_SIDE
+        config_name="family_user", data_dir=small_replica.url, cache_dir=str(cache), max_image_side=MAX_SIDE
     )
     builder.download_and_prepare(num_proc=2)
-    return Prepared(str(data), str(cache), builder.as_dataset("train"), builder.as_dataset("validation"))
+    return Prepared(small_replica.url, str(cache), builder.as_dataset("train"), builder.as_dataset("validation"))
 
 
 @pytest.fixture(scope="module")
@@ -383,7 +380,12 @@ def test_script_bench_pipeline_measures_pipeline_and_model(script, prepared, tmp
     args = "--bench-pipeline --bench-models tiny --bench-workers 0,1 --batch-size 4 --bench-batches 2 --bench-steps 1"
     _main(script, prepared, tmp_path, *args.split())
     rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
-    assert [(row["model"], row["image_size"], row["workers"]) for row in rows] == [("tiny", 32, 0), ("tiny", 32, 1)]
+    assert [(row["model"], row["image_size"], row["workers"], row["transform"]) for row in rows] == [
+        ("tiny", 32, 0, "processor"),
+        ("tiny", 32, 0, "fast"),
+        ("tiny", 32, 1, "processor"),
+        ("tiny", 32, 1, "fast"),
+    ]
     for row in rows:
         assert row["pipeline_images_per_s"] > 0 and row["step_seconds"] > 0
         assert row["model_images_per_s"] == pytest.approx(4 / row["step_seconds"])
@@ -404,5 +406,5 @@ def test_script_trains_on_an_export_plus_images(script, prepared, clients, tmp_p
     assert rows[1]["client_ids"] == clients.sample(2, 1)  # the export keeps the builder's clients
     assert rows[1]["examples"] == sum(sizes[c] for c in rows[1]["client_ids"])
     assert rows[1]["steps"] == sum(min(2, math.ceil(sizes[c] / 32)) for c in rows[1]["client_ids"])
-    with pytest.raises(SystemExit, match="--export needs --images"):
+    with pytest.raises(SystemExit, match=r"has no images \(a manifest-only export\).*--images-dir"):
         script.main(["--export", str(tmp_path / "export"), "--tiny"])

@@ -8,19 +8,18 @@ extras)::
     clients = ClientData(with_pipeline(train, transform))         # each client a contiguous slice
     rows = run_fedavg(model, clients, with_pipeline(val, transform), FedAvgSettings(rounds=5))  # inat_hf.train.fedavg
 
-Federated averaging (FedAvg, FedAvgM) lives in :mod:`inat_hf.train.fedavg`; this module has the model, the input
-pipeline, local training, evaluation and the central ``Trainer`` run. Device: cuda, else mps, else cpu;
+Federated averaging (FedAvg, FedAvgM) lives in :mod:`inat_hf.train.fedavg`, the input pipeline in
+:mod:`inat_hf.train.pipeline` (its names are re-exported here); this module has the model, local training,
+evaluation and the central ``Trainer`` run. Device: cuda, else mps, else cpu;
 bf16 autocast on cuda (fp16 with a gradient scaler where bf16 is unsupported), full precision elsewhere.
 Seeds are fixed, so a CPU run is reproducible.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib.util
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,40 @@ import datasets
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback, TrainingArguments, ViTConfig, ViTForImageClassification
+
+from inat_hf.train.pipeline import (
+    ImageTransform,
+    ViTTransform,
+    make_loader,
+    make_processor,
+    make_transform,
+    with_pipeline,
+)
+
+__all__ = [
+    "DEFAULT_CHECKPOINT",
+    "VIT_SIZES",
+    "ImageTransform",
+    "LocalResult",
+    "LocalSettings",
+    "ViTTransform",
+    "autocast_dtype",
+    "check_checkpoint_labels",
+    "evaluate",
+    "label_names",
+    "limit",
+    "load_weights",
+    "make_loader",
+    "make_model",
+    "make_processor",
+    "make_transform",
+    "pick_device",
+    "run_central",
+    "seed_everything",
+    "train_local",
+    "with_pipeline",
+]
 
 DEFAULT_CHECKPOINT = "google/vit-base-patch16-224-in21k"
 VIT_SIZES: dict[str, dict[str, int]] = {
@@ -77,77 +108,86 @@ def label_names(dataset: datasets.Dataset | datasets.IterableDataset) -> list[st
 
 
 def make_model(
-    labels: Sequence[str], *, checkpoint: str | None = None, size: str = "tiny"
+    labels: Sequence[str], *, checkpoint: str | None = None, size: str = "tiny", new_head: bool = False
 ) -> ViTForImageClassification:
-    """A ViT classifier over ``labels``: ``checkpoint`` with a new head, or randomly initialised at ``size``."""
+    """A ViT classifier over ``labels``: from ``checkpoint``, or randomly initialised at ``size``.
+
+    A backbone checkpoint (no classifier, e.g. ``google/vit-base-patch16-224-in21k``) gets a new head. A
+    classifier checkpoint keeps its head, so its labels must be ``labels`` (a model fine-tuned on this
+    config); ``new_head=True`` replaces the head instead (fine-tuning a classifier of other labels).
+
+    Raises
+    ------
+    ValueError
+        If a classifier checkpoint's labels differ from ``labels`` and ``new_head`` is False.
+    """
     id2label = dict(enumerate(labels))
     kwargs = {"num_labels": len(labels), "id2label": id2label, "label2id": {n: i for i, n in id2label.items()}}
     if checkpoint:
+        if not new_head:
+            check_checkpoint_labels(checkpoint, labels)
         return ViTForImageClassification.from_pretrained(checkpoint, ignore_mismatched_sizes=True, **kwargs)
     if size not in VIT_SIZES:
         raise ValueError(f"unknown ViT size {size!r}; choose from {', '.join(VIT_SIZES)}")
     return ViTForImageClassification(ViTConfig(**VIT_SIZES[size], **kwargs))
 
 
-def make_processor(*, checkpoint: str | None = None, size: str = "tiny") -> Any:
-    """``ViTImageProcessor.from_pretrained(checkpoint)``, or one for the random ViT's image size.
+def check_checkpoint_labels(checkpoint: str, labels: Sequence[str]) -> None:
+    """Raise ``ValueError`` if ``checkpoint`` is an image classifier whose labels are not ``labels``.
 
-    Without torchvision, transformers 5 falls back to the PIL backend (``ViTImageProcessorPil``, the same
-    preprocessing); it is taken directly, without the fallback warning.
+    Reads the checkpoint's ``config.json`` only. A checkpoint without a classifier passes.
     """
-    import transformers
+    from transformers import AutoConfig
 
-    if importlib.util.find_spec("torchvision") is None and hasattr(transformers, "ViTImageProcessorPil"):
-        cls = transformers.ViTImageProcessorPil
-    else:
-        cls = transformers.ViTImageProcessor
-    if checkpoint:
-        return cls.from_pretrained(checkpoint)
-    side = VIT_SIZES[size]["image_size"]
-    return cls(size={"height": side, "width": side})  # mean = std = 0.5, as ViT-B/16 in21k
+    config = AutoConfig.from_pretrained(checkpoint)
+    if not any(name.endswith("ForImageClassification") for name in config.architectures or ()):
+        return
+    theirs = [config.id2label[i] for i in range(config.num_labels)]
+    fix = (
+        "use a checkpoint fine-tuned on this config (same rank and label names), or pass new_head=True "
+        f"(--new-head) to replace its classifier with a new {len(labels)}-label one"
+    )
+    if len(theirs) != len(labels):
+        raise ValueError(
+            f"checkpoint {checkpoint!r} classifies {len(theirs)} labels ({', '.join(theirs[:3])}, ...) but the "
+            f"config's label has {len(labels)} ({', '.join(labels[:3])}, ...): {fix}"
+        )
+    differ = [i for i, (a, b) in enumerate(zip(theirs, labels, strict=True)) if a != b]
+    if differ:
+        i = differ[0]
+        raise ValueError(
+            f"checkpoint {checkpoint!r} has {len(theirs)} labels like the config, but {len(differ)} differ "
+            f"(label {i}: {theirs[i]!r} in the checkpoint, {labels[i]!r} in the config): {fix}"
+        )
 
 
-@dataclass(frozen=True)
-class ViTTransform:
-    """Batch transform (``set_transform``): images -> ``pixel_values``, ``label`` -> ``labels``; picklable.
+def load_weights(model: torch.nn.Module, state: Mapping[str, torch.Tensor], *, source: str) -> None:
+    """``model.load_state_dict(state)`` after checking that every key and shape matches.
 
-    ``previous`` is a transform the dataset already had (``attach_images``'s), applied first.
+    Raises
+    ------
+    ValueError
+        Naming ``source`` (where the weights came from) and the first mismatching entries; a classifier of
+        another size says that the label counts differ.
     """
-
-    processor: Any
-    previous: Callable[[dict[str, list]], dict[str, list]] | None = None
-
-    def __call__(self, batch: dict[str, list]) -> dict[str, torch.Tensor]:
-        """Turn a batch of rows into model inputs (after the transform set before this one, if any)."""
-        if self.previous is not None:
-            batch = self.previous(batch)
-        images = [image if image.mode == "RGB" else image.convert("RGB") for image in batch["image"]]
-        out = {"pixel_values": self.processor(images=images, return_tensors="pt")["pixel_values"]}
-        if "label" in batch:
-            out["labels"] = torch.as_tensor(batch["label"], dtype=torch.long)
-        return out
-
-
-def make_transform(processor: Any) -> ViTTransform:
-    """The batch transform of ``processor`` (see :class:`ViTTransform`)."""
-    return ViTTransform(processor)
-
-
-def with_pipeline(dataset: datasets.Dataset, transform: ViTTransform) -> datasets.Dataset:
-    """A copy of ``dataset`` with ``transform`` set (``set_transform``): its rows come out as model inputs.
-
-    A transform the dataset already has (``attach_images`` adds one) runs first; otherwise only ``image``
-    and ``label`` are read. The Arrow table is shared, so ``ClientData`` over the copy slices clients as
-    before, and each client slice keeps the transform.
-    """
-    fmt = dataset.format
-    previous = fmt["format_kwargs"].get("transform") if fmt["type"] == "custom" else None
-    if previous is not None:
-        return dataset.with_transform(dataclasses.replace(transform, previous=previous), columns=fmt["columns"])
-    missing = {"image", "label"} - set(dataset.column_names)
-    if missing:
-        raise ValueError(f"the dataset lacks column(s) {sorted(missing)}; columns: {dataset.column_names}")
-    return dataset.with_transform(transform, columns=["image", "label"])
+    own = model.state_dict()
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or extra:
+        raise ValueError(f"weights from {source} do not fit the model: missing {missing[:3]}, unexpected {extra[:3]}")
+    shapes = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+    if "classifier.weight" in shapes:
+        theirs, ours = state["classifier.weight"].shape[0], own["classifier.weight"].shape[0]
+        raise ValueError(
+            f"weights from {source} classify {theirs} labels, but this model (from its data's config) has "
+            f"{ours}: run every part of the federation on the same config (same rank)"
+        )
+    if shapes:
+        k = shapes[0]
+        raise ValueError(
+            f"weights from {source} do not fit the model: {k} is {tuple(state[k].shape)}, expected "
+            f"{tuple(own[k].shape)} (a different model size?)"
+        )
+    model.load_state_dict(state)
 
 
 def limit(dataset: datasets.Dataset, count: int | None, seed: int = 0) -> datasets.Dataset:
@@ -157,19 +197,6 @@ def limit(dataset: datasets.Dataset, count: int | None, seed: int = 0) -> datase
     if count < 1:
         raise ValueError(f"a limit of {count} rows: choose at least 1")
     return dataset.shuffle(seed=seed).select(range(count))
-
-
-def make_loader(dataset: datasets.Dataset, batch_size: int, *, seed: int | None = None, workers: int = 0) -> DataLoader:
-    """Batches through the dataset's transform, one call per batch (``__getitems__``); shuffled if seeded."""
-    generator = None if seed is None else torch.Generator().manual_seed(seed)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=seed is not None,
-        generator=generator,
-        num_workers=workers,
-        pin_memory=torch.cuda.is_available(),
-    )
 
 
 # --- local training and evaluation ----------------------------------------------------------------------
@@ -219,7 +246,17 @@ def train_local(
     """Train ``model`` in place on ``dataset`` (rows of ``pixel_values`` and ``labels``), on its device.
 
     A fresh optimizer, a shuffling order drawn from ``seed``, autocast as :func:`autocast_dtype` says.
+
+    Raises
+    ------
+    ValueError
+        If ``dataset`` has no rows (a client with nothing to train on).
     """
+    if len(dataset) == 0:
+        raise ValueError(
+            "cannot train on a dataset with no rows: a client needs at least one example (check the client's "
+            "split, or raise min_client_size so that empty clients are dropped)"
+        )
     device = next(model.parameters()).device
     amp = autocast_dtype(device)
     params, s = model.parameters(), local
