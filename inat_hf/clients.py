@@ -141,6 +141,17 @@ def has_indices_mapping(dataset: datasets.Dataset) -> bool:
     return getattr(dataset, "_indices", None) is not None
 
 
+def table_rows(dataset: datasets.Dataset) -> NDArray[np.int64] | None:
+    """The Arrow table row of each of ``dataset``'s rows when it reads through an indices mapping, else None.
+
+    ``datasets`` has no public way to read a column through the mapping in bulk short of reading it row-set
+    by row-set (``dataset.with_format("arrow")[:]``: 6.5 s for 2.7M rows, against 0.08 s with this and one
+    numpy take), so this reads the private ``_indices`` table (5.2), as :func:`has_indices_mapping` does.
+    """
+    mapping = getattr(dataset, "_indices", None)
+    return None if mapping is None else np.asarray(mapping.column(0).to_numpy(), dtype=np.int64)
+
+
 def dataset_fingerprint(dataset: datasets.Dataset) -> str:
     """The fingerprint ``datasets`` gave ``dataset`` (the private ``_fingerprint`` of 5.2: no public name)."""
     return str(dataset._fingerprint)

@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inat_hf.builder import INatFLBuilder
-from inat_hf.clients import CLIENT_COLUMN, ClientData, client_runs, has_indices_mapping
+from inat_hf.clients import CLIENT_COLUMN, ClientData, client_runs, has_indices_mapping, table_rows
 
 try:
     from flwr_datasets.partitioner import Partitioner
@@ -104,12 +104,9 @@ def group_clients(dataset: datasets.Dataset) -> ClientGroups:
     if column.null_count:
         raise ValueError(f"{column.null_count} row(s) have no {CLIENT_COLUMN}; every row needs a client")
     ids = column.to_numpy()
-    mapping = getattr(dataset, "_indices", None)
-    if mapping is not None:
-        # The rows of the dataset are ``mapping``'s rows of the table: one numpy take. ``datasets`` has no
-        # public way to read a column through the mapping in bulk short of reading it row-set by row-set
-        # (``dataset.with_format("arrow")[:]``: 6.5 s for 2.7M rows, against 0.08 s here).
-        ids = ids[mapping.column(0).to_numpy()]
+    rows = table_rows(dataset)
+    if rows is not None:  # the dataset's rows are these rows of the table: one numpy take
+        ids = ids[rows]
     return ClientGroups(ids)
 
 

@@ -20,6 +20,7 @@ from inat_hf.clients import (
     dataset_fingerprint,
     has_indices_mapping,
     stream_client,
+    table_rows,
 )
 from inaturalist_fl import INaturalistFL
 
@@ -99,6 +100,10 @@ def test_datasets_still_has_the_state_that_contiguous_slice_sets(train):
     reference = train.dataset.select(range(3, 7))
     assert part[:] == reference[:] and part.features == reference.features and part.format == reference.format
     assert dataset_fingerprint(part) == "f" * 16 and not has_indices_mapping(part)
+    shuffled = train.dataset.shuffle(seed=1)
+    rows = table_rows(shuffled)
+    assert has_indices_mapping(shuffled) and rows is not None and table_rows(train.dataset) is None
+    assert np.asarray(train.dataset["image_id"])[rows].tolist() == shuffled["image_id"]
 
 
 def test_a_client_is_a_full_dataset(train):
