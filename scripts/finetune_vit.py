@@ -75,13 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     add_data_arguments(parser)
     parser.add_argument("--train-limit", type=int, help="central: a seeded random subset of the train rows")
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", default=DEFAULT_CHECKPOINT, help=f"checkpoint name or path ({DEFAULT_CHECKPOINT})")
-    model.add_argument("--tiny", action="store_true", help="a tiny random ViT (32 px) instead of --model")
-    model.add_argument("--size", choices=sorted(VIT_SIZES), help="a random ViT of this size instead of --model")
-    model.add_argument(
-        "--new-head", action="store_true", help="replace the classifier of a --model fine-tuned on other labels"
-    )
+    add_model_arguments(parser)
     train = parser.add_argument_group("training")
     train.add_argument("--mode", choices=("fedavg", "central"), default="fedavg")
     train.add_argument("--epochs", type=int, default=1, help="central: epochs")
@@ -90,14 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--local-epochs", type=int, default=1, help="fedavg: epochs on each client's rows")
     train.add_argument("--max-local-steps", type=int, help="fedavg: at most this many steps per client")
     train.add_argument("--max-steps", type=int, help="central: stop after this many steps")
-    train.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    train.add_argument("--lr", type=float, default=1e-4)
-    train.add_argument("--weight-decay", type=float, default=0.0)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--eval-batch-size", type=int, default=64)
-    train.add_argument("--server-lr", type=float, default=1.0, help="fedavg: server learning rate")
-    train.add_argument("--server-momentum", type=float, default=0.0, help="fedavg: FedAvgM's beta (0 = FedAvg)")
-    train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    add_optimisation_arguments(train)
     train.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     train.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="out/finetune", help="folder for metrics.json, metrics.csv, accuracy.png")
@@ -116,6 +103,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --- data -------------------------------------------------------------------------------------------------
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model options (shared with ``scripts/flower_sim.py``)."""
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default=DEFAULT_CHECKPOINT, help=f"checkpoint name or path ({DEFAULT_CHECKPOINT})")
+    model.add_argument("--tiny", action="store_true", help="a tiny random ViT (32 px) instead of --model")
+    model.add_argument("--size", choices=sorted(VIT_SIZES), help="a random ViT of this size instead of --model")
+    model.add_argument(
+        "--new-head", action="store_true", help="replace the classifier of a --model fine-tuned on other labels"
+    )
+
+
+def add_optimisation_arguments(group: Any) -> None:
+    """Optimiser, batch and server-step options (shared with ``scripts/flower_sim.py``)."""
+    group.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    group.add_argument("--lr", type=float, default=1e-4)
+    group.add_argument("--weight-decay", type=float, default=0.0)
+    group.add_argument("--batch-size", type=int, default=32)
+    group.add_argument("--eval-batch-size", type=int, default=64)
+    group.add_argument("--server-lr", type=float, default=1.0, help="federated: server learning rate (not 1: FedAvgM)")
+    group.add_argument("--server-momentum", type=float, default=0.0, help="federated: FedAvgM's beta (0 = FedAvg)")
+    group.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (per client)")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:

@@ -36,41 +36,33 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from finetune_vit import add_data_arguments, data_source  # the same data options
+from finetune_vit import (  # the same data, model and optimisation options
+    add_data_arguments,
+    add_model_arguments,
+    add_optimisation_arguments,
+    data_source,
+)
 
 from inat_hf.cli import parse_overrides
 from inat_hf.train.fedavg import FedAvgSettings
 from inat_hf.train.flower_apps import ModelSpec
 from inat_hf.train.flower_server import run_flower_simulation
 from inat_hf.train.report import round_reporter
-from inat_hf.train.training import DEFAULT_CHECKPOINT, LocalSettings, pick_device, seed_everything
+from inat_hf.train.training import LocalSettings, pick_device, seed_everything
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     add_data_arguments(parser)
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", default=DEFAULT_CHECKPOINT, help=f"checkpoint name or path ({DEFAULT_CHECKPOINT})")
-    model.add_argument("--tiny", action="store_true", help="a tiny random ViT (32 px) instead of --model")
-    model.add_argument("--size", choices=("base", "tiny"), help="a random ViT of this size instead of --model")
-    model.add_argument(
-        "--new-head", action="store_true", help="replace the classifier of a --model fine-tuned on other labels"
-    )
+    add_model_arguments(parser)
     fl = parser.add_argument_group("federation")
     fl.add_argument("--rounds", type=int, default=10)
     fl.add_argument("--num-supernodes", type=int, help="Flower nodes: the first N clients (default: every client)")
     fl.add_argument("--clients-per-round", type=int, default=10, help="nodes Flower samples per round")
     fl.add_argument("--local-epochs", type=int, default=1, help="epochs on each client's rows")
     fl.add_argument("--max-local-steps", type=int, help="at most this many steps per client")
-    fl.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    fl.add_argument("--lr", type=float, default=1e-4)
-    fl.add_argument("--weight-decay", type=float, default=0.0)
-    fl.add_argument("--batch-size", type=int, default=32)
-    fl.add_argument("--eval-batch-size", type=int, default=64)
-    fl.add_argument("--server-lr", type=float, default=1.0, help="server learning rate (not 1: FedAvgM)")
-    fl.add_argument("--server-momentum", type=float, default=0.0, help="FedAvgM's beta (0 = FedAvg)")
-    fl.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per client")
+    add_optimisation_arguments(fl)
     fl.add_argument("--client-cpus", type=float, default=1.0, help="Ray CPUs per client (default 1)")
     fl.add_argument("--client-gpus", type=float, help="Ray GPUs per client (default: 1 on CUDA, else 0)")
     fl.add_argument("--ray-cpus", type=int, help="CPUs Ray may use in all (default: every core)")
