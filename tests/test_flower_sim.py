@@ -14,7 +14,6 @@ import importlib.util
 import json
 import math
 import shutil
-from pathlib import Path
 from types import ModuleType
 
 import datasets
@@ -22,6 +21,7 @@ import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
+from test_finetune import FAMILIES, MAX_SIDE, REPO_ROOT, ROUND_KEYS  # the same replica sizes and metrics rows
 
 from inat_hf import ClientData
 from inat_hf.train.datasource import DataSource
@@ -39,21 +39,6 @@ from inat_hf.train.training import (
     train_local,
     with_pipeline,
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-MAX_SIDE = 64
-FAMILIES = 1103
-ROUND_KEYS = [
-    "round",
-    "clients",
-    "examples",
-    "steps",
-    "train_loss",
-    "val_loss",
-    "val_accuracy",
-    "seconds",
-    "client_ids",
-]
 
 
 @pytest.fixture(scope="module", autouse=True)
