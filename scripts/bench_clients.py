@@ -177,16 +177,21 @@ def bench_clients(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register the ``clients`` subcommand (``scripts/bench.py`` calls this)."""
-    parser = subparsers.add_parser("clients", help="ClientData.client vs Flower's NaturalIdPartitioner")
+def add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the prepared full-scale split (shared with ``scripts/bench_partitioner.py``)."""
     parser.add_argument("--data", default=str(ROOT / "bench_out" / "full"), help="replica folder (written if missing)")
     parser.add_argument("--scale", default="full")
     parser.add_argument("--cache", default=str(ROOT / "bench_out" / "clients_cache"), help="datasets cache_dir")
     parser.add_argument("--config", default="family_user")
-    parser.add_argument("--calls", type=int, default=1000, help="timed calls after the first")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-proc", type=int, default=2, help="download_and_prepare workers")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``clients`` subcommand (``scripts/bench.py`` calls this)."""
+    parser = subparsers.add_parser("clients", help="ClientData.client vs Flower's NaturalIdPartitioner")
+    add_split_arguments(parser)
+    parser.add_argument("--calls", type=int, default=1000, help="timed calls after the first")
     parser.set_defaults(func=bench_clients)
 
 

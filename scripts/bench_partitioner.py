@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_clients import _builder, _digest, _prepare  # the same prepared split
+from bench_clients import _builder, _digest, _prepare, add_split_arguments  # the same prepared split
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKED = 25
@@ -120,13 +120,8 @@ def bench_partitioner(args: argparse.Namespace) -> dict[str, Any]:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``partitioner`` subcommand (``scripts/bench.py`` calls this)."""
     parser = subparsers.add_parser("partitioner", help="INatPartitioner: prepared vs shuffled split")
-    parser.add_argument("--data", default=str(ROOT / "bench_out" / "full"), help="replica folder (written if missing)")
-    parser.add_argument("--scale", default="full")
-    parser.add_argument("--cache", default=str(ROOT / "bench_out" / "clients_cache"), help="datasets cache_dir")
-    parser.add_argument("--config", default="family_user")
+    add_split_arguments(parser)
     parser.add_argument("--calls", type=int, default=200, help="timed load_partition calls")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num-proc", type=int, default=2, help="download_and_prepare workers")
     parser.set_defaults(func=bench_partitioner)
 
 
