@@ -4,6 +4,12 @@
 files that exist, no image bytes unless allowed, no secret in any text file) and then uploads it with
 ``huggingface_hub`` (token from ``HF_TOKEN`` or the saved login). ``plan_push`` does the checks and
 returns what would be uploaded, without touching the network.
+
+**Images never go public.** With ``allow_images`` the repository's visibility is read from the Hub before
+anything is uploaded: an existing public repository (or one whose visibility the Hub does not say) is
+refused with :class:`PublicRepositoryError`, a missing one is created private and read back, so no image
+byte is sent to a repository that is not private. (The Hub cannot lock a visibility: someone who makes the
+repository public during the upload still publishes what it holds.)
 """
 
 from __future__ import annotations
@@ -11,11 +17,20 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard
 
+from inat_hf.errors import InatError
 from inat_hf.storage import redact
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+
+
+class PublicRepositoryError(InatError, ValueError):
+    """``push`` with image bytes to a repository that is public (or not known to be private)."""
 
 
 @dataclass(frozen=True)
@@ -72,20 +87,85 @@ def plan_push(folder: str | Path, *, allow_images: bool = False) -> PushPlan:
     return PushPlan(folder=root, files=tuple(files), total_bytes=total, configs=configs)
 
 
+def repo_is_private(api: HfApi, repo_id: str) -> bool | None:
+    """Whether the dataset repository ``repo_id`` is private: True, False, or None when it does not exist
+    (or is not visible to this token). A visibility the Hub does not report counts as not private.
+    """
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        info = api.repo_info(repo_id, repo_type="dataset")
+    except RepositoryNotFoundError:
+        return None
+    return info.private is True
+
+
+def _refuse_public(api: HfApi, repo_id: str, private: bool | None) -> PublicRepositoryError:
+    """The error for image bytes bound to a repository that is not private: names it and the fix."""
+    url = f"{api.endpoint.rstrip('/')}/datasets/{repo_id}"
+    state = "is public" if private is False else "cannot be read back after it was created"
+    return PublicRepositoryError(
+        redact(
+            f"{url} {state}; --allow-images uploads image bytes, which the iNat terms forbid redistributing, so "
+            f"nothing was uploaded. Make the repository private first ({url}/settings, or "
+            f"HfApi().update_repo_settings({repo_id!r}, repo_type='dataset', private=True)), or push an export "
+            "without images (`inat-fl export` without --with-images, then push without --allow-images)"
+        )
+    )
+
+
 def push(
-    folder: str | Path, repo_id: str, *, private: bool = True, allow_images: bool = False, token: str | None = None
+    folder: str | Path,
+    repo_id: str,
+    *,
+    private: bool = True,
+    allow_images: bool = False,
+    token: str | None = None,
+    endpoint: str | None = None,
 ) -> str:
     """Upload an export folder as a dataset repository; return the commit URL.
 
-    The token comes from ``token``, else ``HF_TOKEN`` or the saved ``huggingface-cli login``.
+    A missing repository is created (private unless ``private=False``). With ``allow_images`` the
+    repository must be private: its visibility is checked on the Hub before any upload.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The export folder (checked by :func:`plan_push`).
+    repo_id : str
+        ``namespace/name`` of the dataset repository.
+    private : bool
+        Visibility of a repository this call creates; an existing repository keeps its own.
+    allow_images : bool
+        Allow Parquet files with image bytes; only to a private repository.
+    token : str, optional
+        The Hub token; else ``HF_TOKEN`` or the saved ``hf auth login``.
+    endpoint : str, optional
+        The Hub's URL; else ``HF_ENDPOINT`` or https://huggingface.co.
+
+    Raises
+    ------
+    ValueError
+        A folder :func:`plan_push` refuses, or ``allow_images`` with ``private=False``.
+    PublicRepositoryError
+        ``allow_images`` and the repository is public (or not reported private once created).
     """
     from huggingface_hub import HfApi
 
     plan = plan_push(folder, allow_images=allow_images)
     if allow_images and not private:
-        raise ValueError("image bytes may only go to a private repository (the iNat terms forbid redistribution)")
-    api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        raise ValueError(
+            f"{repo_id}: image bytes may only go to a private repository (the iNat terms forbid redistributing "
+            "the images); drop --public, or push an export without images"
+        )
+    api = HfApi(token=token, endpoint=endpoint)
+    is_private = repo_is_private(api, repo_id)
+    if is_private is None:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        if allow_images:  # read it back: a repository created meanwhile, or an organisation's rule, may differ
+            is_private = repo_is_private(api, repo_id)
+    if allow_images and is_private is not True:
+        raise _refuse_public(api, repo_id, is_private)
     info = api.upload_folder(
         repo_id=repo_id, repo_type="dataset", folder_path=str(plan.folder), allow_patterns=list(plan.files)
     )
