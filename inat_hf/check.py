@@ -1,7 +1,8 @@
 """``inat-fl check DATA_DIR``: a preflight of a copy of iNat 2021 that reads little and says what is wrong.
 
 :func:`check_data` finds the metadata files (name, size, version token), loads them and compares their counts
-with the official ones (:data:`OFFICIAL_COUNTS`; for the synthetic replica, with its scale's), cross-checks
+with the official ones (:data:`OFFICIAL_COUNTS`; for the synthetic replica, with its scale's), each train pool
+with its own (``train``: images, species, users; ``train_mini``: images, species, images per species), cross-checks
 the per-user CSV when there is one, fetches and decodes a sample of images spread over the users (so over
 the ``user`` clients) with the measured rate and a projected time for the whole prepare, and turns
 credential and permission errors into a redacted reason with the fix. The report is ``ok`` only when no
@@ -28,15 +29,21 @@ from inat_hf.examples import check_image, image_location
 from inat_hf.manifest import user_codes
 from inat_hf.metadata import is_file_url, load_metadata
 from inat_hf.metadata.users import cross_check_user_table, read_user_table
+from inat_hf.schema import TRAIN_SPLITS
 
 OFFICIAL_COUNTS = {
     "train images": 2_686_843,
+    "train species": 10_000,
+    "train users": 158_873,
     "train_mini images": 500_000,
+    "train_mini species": 10_000,
+    "train_mini per-species min": 50,
+    "train_mini per-species max": 50,
     "val images": 100_000,
-    "species": 10_000,
-    "users": 158_873,
 }
-"""The counts of the official iNat 2021 metadata (visipedia/inat_comp 2021 README)."""
+"""The counts of the official iNat 2021 metadata (visipedia/inat_comp 2021 README), each train pool against
+its own: ``train_mini`` is 50 images of each of the 10,000 species. No count of ``train_mini``'s users is
+published: it is shown, not compared."""
 _SPLIT_FILES = [
     f"{s}{x}" for s in ("train", "train_mini", "val", "public_test") for x in (".json", ".json.gz", ".json.tar.gz")
 ]
@@ -98,8 +105,11 @@ class CheckReport:
         lines += [f"  {f['name']:<32} {f['size']:>15,} bytes  version {f['token']}" for f in self.files] or ["  none"]
         lines.append(f"\ncounts (against the {self.reference}):")
         for c in self.counts:
+            if c["expected"] is None:
+                lines.append(f"  {c['what']:<26} {c['found']:>12,}  (no published count: shown, not compared)")
+                continue
             mark = "ok" if c["ok"] else "DIFFERS"
-            lines.append(f"  {c['what']:<20} {c['found']:>12,}  expected {c['expected']:>12,}  {mark}")
+            lines.append(f"  {c['what']:<26} {c['found']:>12,}  expected {c['expected']:>12,}  {mark}")
         lines.append(f"\nper-user CSV: {self.users_csv}")
         if self.images:
             i = self.images
@@ -211,11 +221,9 @@ def _check_metadata(
         if split == "public_test":
             continue
         _count(report, f"{split} images", table.num_rows, expected)
+        if split in TRAIN_SPLITS:  # each train pool against its own counts
+            _count_pool(report, split, table, expected)
     pool = tables.get("train", tables.get("train_mini"))
-    if pool is not None:
-        _count(report, "species", pc.count_distinct(pool["species_id"]).as_py(), expected)
-        codes = user_codes(pool)
-        _count(report, "users", int(np.unique(codes[codes >= 0]).size), expected)
     users_csv = next((n for n in USERS_CSV_NAMES if n in present), None)
     if users_csv is not None and pool is not None:
         base = data_dir.rsplit("/", 1)[0] if is_file_url(source.root) else data_dir.rstrip("/")
@@ -236,7 +244,9 @@ def _split_of(name: str) -> str:
 
 
 def _reference(folder: storage.Location, splits: Mapping[str, str], report: CheckReport) -> dict[str, int]:
-    """The counts to expect: the official ones, or a synthetic replica's (named in its JSON ``info``)."""
+    """The counts to expect: the official ones, or a synthetic replica's (named in its JSON ``info``), whose
+    ``train_mini`` users are known exactly too.
+    """
     name = next((n for n in splits.values() if n.endswith(".json")), None)
     if name is None:
         return OFFICIAL_COUNTS
@@ -248,26 +258,51 @@ def _reference(folder: storage.Location, splits: Mapping[str, str], report: Chec
     from inat_hf.replica import build_replica  # only for a replica: its counts, exactly
 
     scale, seed = match.group(1).decode(), int(match.group(2))
-    counts = build_replica(scale, seed).counts
+    replica = build_replica(scale, seed)
+    counts = replica.counts
     report.reference = f"synthetic replica (scale {scale!r}, seed {seed})"
+    per_species = counts.train_mini_images // counts.species  # the same for every species, as in the official one
     return {
         "train images": counts.train_images,
+        "train species": counts.species,
+        "train users": counts.users,
         "train_mini images": counts.train_mini_images,
+        "train_mini species": counts.species,
+        "train_mini per-species min": per_species,
+        "train_mini per-species max": per_species,
+        "train_mini users": pc.count_distinct(replica.train_mini["rights_holder"]).as_py(),
         "val images": counts.val_images,
-        "species": counts.species,
-        "users": counts.users,
     }
 
 
-def _count(report: CheckReport, what: str, found: int, expected: Mapping[str, int]) -> None:
-    want = expected[what]
-    report.counts.append({"what": what, "found": int(found), "expected": want, "ok": found == want})
-    if found != want:
+def _count(report: CheckReport, what: str, found: int, expected: Mapping[str, int], detail: str = "") -> None:
+    """Record one count; a count without a reference (``expected`` lacks it) is shown, not compared."""
+    want = expected.get(what)
+    report.counts.append({"what": what, "found": int(found), "expected": want, "ok": want is None or found == want})
+    if want is not None and found != want:
         report.problem(
             "counts",
-            f"{what}: {found:,} found, {want:,} expected ({found - want:+,})",
+            f"{what}: {found:,} found, {want:,} expected ({found - want:+,}){detail}",
             "the copy is incomplete or not the 2021 release: fetch the metadata again (inat2021 *.json.tar.gz)",
         )
+
+
+def _count_pool(report: CheckReport, split: str, table: pa.Table, expected: Mapping[str, int]) -> None:
+    """Species and users of one train pool; for ``train_mini``, also its images per species (50 each)."""
+    species = pc.value_counts(pc.drop_null(table["species_id"]))
+    ids, per = species.field("values").to_numpy(), species.field("counts").to_numpy()
+    _count(report, f"{split} species", ids.size, expected)
+    codes = user_codes(table)
+    _count(report, f"{split} users", int(np.unique(codes[codes >= 0]).size), expected)
+    if f"{split} per-species min" not in expected or not ids.size:
+        return
+    order = np.argsort(ids)
+    ids, per = ids[order], per[order]
+    for what, bound in (("min", int(per.min())), ("max", int(per.max()))):
+        want = expected[f"{split} per-species {what}"]
+        odd = np.flatnonzero(per < want if what == "min" else per > want)[:5]
+        detail = "; e.g. " + ", ".join(f"species {ids[i]} has {per[i]:,}" for i in odd) if odd.size else ""
+        _count(report, f"{split} per-species {what}", bound, expected, detail)
 
 
 def sample_rows(images: pa.Table, sample: int, seed: int = 0) -> pa.Table:

@@ -19,6 +19,10 @@ _CACHE_HELP = (
     "cache folder, as the builder's cache_dir: manifests go to CACHE_DIR/inaturalist_fl (default: $INAT_FL_CACHE, "
     "else the datasets cache), shared with the builder"
 )
+_SET_HELP = (
+    "override a config field, e.g. train_split=train_mini, min_client_size=32, max_clients=none (repeatable; "
+    "every field of inat_hf.config.INatFLConfig)"
+)
 _SECRET_OPTIONS = ("account_key", "sas_token", "connection_string", "client_secret", "credential", "password")
 
 
@@ -38,38 +42,22 @@ def parse_storage_options(pairs: Sequence[str]) -> dict[str, Any] | None:
     return options or None
 
 
-def _value_of(text: str) -> Any:
-    """``FIELD=VALUE`` values: none/null, true/false, int, float, else the string itself."""
-    lowered = text.strip().lower()
-    if lowered in ("none", "null"):
-        return None
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """Config overrides from ``--set FIELD=VALUE`` pairs."""
-    overrides: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"--set {pair!r}: expected FIELD=VALUE, e.g. --set min_client_size=32")
-        overrides[key.strip()] = _value_of(value)
-    return overrides
+    """Config overrides from ``--set FIELD=VALUE`` pairs, typed and checked: :func:`inat_hf.overrides.
+    parse_overrides` (imported here on use, so that ``inat-fl --help`` stays quick).
+    """
+    from inat_hf import overrides
+
+    return overrides.parse_overrides(pairs)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from inat_hf.config import config_for
     from inat_hf.demo import run_demo
 
-    run_demo(
-        args.out, scale=args.scale, config_name=args.config, num_proc=args.num_proc, overrides=parse_overrides(args.set)
-    )
+    overrides = parse_overrides(args.set)
+    config_for(args.config, **overrides)  # a bad name or field fails now, before the replica is written
+    run_demo(args.out, scale=args.scale, config_name=args.config, num_proc=args.num_proc, overrides=overrides)
     return 0
 
 
@@ -150,14 +138,17 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 def _cmd_card(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from inat_hf.config import config_for
     from inat_hf.hub.card import CARD_CONFIGS, card_from_data
 
+    overrides = parse_overrides(args.set)
+    configs = [config_for(name, **overrides) for name in args.config or CARD_CONFIGS]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     text = card_from_data(
         args.data_dir,
-        args.config or list(CARD_CONFIGS),
+        configs,
         out_dir=out.parent,
         storage_options=parse_storage_options(args.option),
         cache_dir=args.cache_dir,
@@ -280,6 +271,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    """The one ``--set FIELD=VALUE`` option (parsed by :func:`inat_hf.overrides.parse_overrides`)."""
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help=_SET_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``inat-fl``."""
     parser = argparse.ArgumentParser(prog="inat-fl", description=__doc__.split("\n\n")[0])
@@ -289,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out", help="folder or fsspec URL to write")
     export.add_argument("--data-dir", required=True, help="your iNat 2021 copy (or a replica)")
     export.add_argument("--config", action="append", help="config(s) to export (default: family_user)")
-    export.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
+    _add_set(export)
     export.add_argument("--with-images", action="store_true", help="also write the image bytes (private use only)")
     export.add_argument("--include-user", action="store_true", help="also write the raw rights_holder")
     export.add_argument("--images-dir", help="with --with-images: URL of the images, if apart from --data-dir")
@@ -306,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--data-dir", required=True, help="your iNat 2021 copy (or a replica): the metadata")
     prep.add_argument("--images-dir", help="where the image files are read (default: --data-dir)")
     prep.add_argument("--config", action="append", help="config(s) to prepare (default: family_user)")
-    prep.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
+    _add_set(prep)
     prep.add_argument("--max-image-side", type=int, help="shrink images to this longer side")
     prep.add_argument("--on-bad-image", choices=("error", "skip"), help="a missing or corrupt image (default: error)")
     prep.add_argument("--scheduler", default="local", help="local (default), synchronous or tcp://HOST:PORT")
@@ -332,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--scale", default="small", help="replica scale: tiny, small (default) or full")
     demo.add_argument("--config", default="family_user", help="builder config {rank}_{scheme}")
     demo.add_argument("--num-proc", type=int, default=2)
-    demo.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
+    _add_set(demo)
     demo.set_defaults(func=_cmd_demo)
 
     sample = sub.add_parser("sample", help="write the synthetic iNat 2021 replica to a folder or fsspec URL")
@@ -359,12 +355,13 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--data-dir", required=True, help="data folder or fsspec URL (train.json/val.json or CSV)")
     stats.add_argument("--out", required=True, help="local folder for stats.json, the plots and the user CSV")
     stats.add_argument("--cache-dir", default=None, help=_CACHE_HELP)
-    stats.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
+    _add_set(stats)
     stats.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
     stats.set_defaults(func=_cmd_stats)
     card = sub.add_parser("card", help="regenerate the dataset card (README.md for the Hub) and its figure")
     card.add_argument("--data-dir", required=True, help="data folder or fsspec URL (train.json/val.json or CSV)")
     card.add_argument("--config", action="append", help="config(s) of the card (default: those of the committed card)")
+    _add_set(card)
     card.add_argument("--out", default="dataset_card.md", help="card file (default: dataset_card.md)")
     card.add_argument("--assets", default=None, help="folder of the figure (default: assets/ next to --out)")
     card.add_argument("--replica-note", default=None, help="say that the numbers come from the synthetic replica")

@@ -255,3 +255,23 @@ def test_card_says_what_the_pseudonym_protects(rendered):
     text = " ".join(rendered[0].split())
     assert "The pseudonym keeps names out of sight, not out of reach:" in text
     assert "unsalted hash of a public name" in text and "It is not anonymity." in text
+
+
+def test_card_of_train_mini_says_so(tiny_replica, tmp_path):
+    out = tmp_path / "card.md"
+    argv = ["card", "--data-dir", tiny_replica.url, "--config", "family_user", "--config", "order_iid"]
+    argv += ["--out", str(out)]
+    argv += ["--set", "train_split=train_mini", "--set", "num_partitions=4", "--replica-note", "tiny"]
+    assert main([*argv, "--cache-dir", str(tmp_path / "cache")]) == 0
+    text = out.read_text()
+    counts = tiny_replica.counts
+    assert f"({counts.train_mini_images:,} train_mini, {counts.val_images:,} val images" in text
+    assert "--config family_user --config order_iid --set num_partitions=4 --set train_split=train_mini`" in text
+    assert text.count("from `train_mini` (not `train`)") == 2
+    snippet = 'config_name="family_user", data_dir="az://inaturalist/2021", num_partitions=4, train_split="train_mini")'
+    assert snippet in text
+    mini = load_metadata(tiny_replica.url, train_split="train_mini")
+    users = len(set(mini.filter(pa.compute.equal(mini["split"], "train_mini"))["user"].to_pylist()))
+    assert f"taken by {users:,} photographers" in text and users < counts.users  # train_mini's, not train's
+    taxonomy = table_rows(text, "rank")
+    assert int(number(taxonomy["species"]["names in train_mini"])) == counts.species

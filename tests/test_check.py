@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,11 @@ from inat_hf.metadata import load_metadata
 from inat_hf.metadata.users import user_table, write_user_table
 from inat_hf.replica import write_sample
 
-TINY = {"train images": 131, "train_mini images": 40, "val images": 40, "species": 20, "users": 10}
+TINY = {"train images": 131, "train species": 20, "train users": 10, "train_mini images": 40,
+        "train_mini species": 20, "train_mini users": 8, "train_mini per-species min": 2,
+        "train_mini per-species max": 2, "val images": 40}  # fmt: skip
+MINI = {k: v for k, v in TINY.items() if not k.startswith("train ")}
+"""A copy holding train_mini and val: train_mini's own counts (the replica's 2 per species, as 50 officially)."""
 
 
 @pytest.fixture
@@ -82,7 +87,7 @@ def test_metadata_whose_counts_differ(copy, capsys):
     official = check_data(str(copy), sample=0)
     assert official.reference == "official iNat 2021"
     assert {c["what"]: c["expected"] for c in official.counts} == {
-        k: v for k, v in OFFICIAL_COUNTS.items() if k != "train_mini images"
+        k: v for k, v in OFFICIAL_COUNTS.items() if not k.startswith("train_mini")
     }
     assert len([p for p in official.problems if p.area == "counts"]) == 4
     assert main(["check", str(copy), "--sample", "0"]) == 1
@@ -134,3 +139,87 @@ def test_wrong_key_on_azurite_is_a_credential_problem(azurite, az_container, tin
     captured = capfd.readouterr()
     assert "[credentials]" in captured.out
     scan.output(captured)
+
+
+@pytest.fixture
+def mini_copy(tiny_replica, tmp_path) -> Path:
+    """A copy of the tiny replica holding only train_mini and val (metadata and images)."""
+    root, copy = Path(tiny_replica.url), tmp_path / "mini"
+    copy.mkdir()
+    for name in ("train_mini.json", "val.json"):
+        shutil.copy2(root / name, copy / name)
+    for folder in ("train_mini", "val"):
+        shutil.copytree(root / folder, copy / folder)
+    return copy
+
+
+def test_clean_train_mini_copy_passes_against_its_own_counts(mini_copy, capsys):
+    assert main(["check", str(mini_copy), "--json", "--sample", "30"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["problems"] == []
+    assert [f["name"] for f in report["files"]] == ["train_mini.json", "val.json"]
+    assert {c["what"]: (c["found"], c["expected"]) for c in report["counts"]} == {k: (v, v) for k, v in MINI.items()}
+    assert report["images"]["decoded"] == 30 and report["images"]["total_images"] == 80  # train_mini + val
+    assert main(["check", str(mini_copy), "--sample", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "train_mini per-species min" in text and "train users" not in text and "no problem found" in text
+
+
+def _write(path: Path, data: dict, images: list[dict], species: dict[int, int]) -> Counter[int]:
+    """Write ``data`` with these image records, each annotated with its species; return images per species."""
+    first = data["annotations"][0]
+    annotations = [{**first, "id": im["id"], "image_id": im["id"], "category_id": species[im["id"]]} for im in images]
+    path.write_text(json.dumps({**data, "images": images, "annotations": annotations}))
+    return Counter(species[im["id"]] for im in images)
+
+
+def test_damaged_train_mini_copy_fails_naming_what_is_wrong(mini_copy, capsys):
+    path = mini_copy / "train_mini.json"
+    data = json.loads(path.read_text())
+    species = {a["image_id"]: a["category_id"] for a in data["annotations"]}
+    images = data["images"]
+    first, second = species[images[0]["id"]], species[images[-1]["id"]]
+    twin = {**images[-1], "id": 10**9}  # a second record of the last image: its species gets 3
+    per = _write(path, data, [*images[1:], twin], {**species, 10**9: second})  # and the first species 1
+    assert per[first] == 1 and per[second] == 3 and sum(per.values()) == 40
+    report = check_data(str(mini_copy), sample=0)
+    found = {c["what"]: (c["found"], c["ok"]) for c in report.counts}
+    assert found["train_mini images"] == (40, True) and found["train_mini species"] == (20, True)  # totals agree
+    assert found["train_mini per-species min"] == (1, False) and found["train_mini per-species max"] == (3, False)
+    assert [p.message for p in report.problems] == [
+        f"train_mini per-species min: 1 found, 2 expected (-1); e.g. species {first} has 1",
+        f"train_mini per-species max: 3 found, 2 expected (+1); e.g. species {second} has 3",
+    ]
+    per = _write(path, data, images[:-4], species)  # rows removed: the last 2 species lose both images
+    assert len(per) == 18 and set(per.values()) == {2}
+    assert main(["check", str(mini_copy), "--sample", "0"]) == 1
+    text = capsys.readouterr().out
+    assert "3 problem(s)" in text and "[counts] train_mini images: 36 found, 40 expected (-4)" in text
+    assert "[counts] train_mini species: 18 found, 20 expected (-2)" in text
+    assert "[counts] train_mini users: 7 found, 8 expected (-1)" in text  # a user had only those images
+
+
+def test_train_mini_against_the_official_counts(mini_copy):
+    for name in ("train_mini.json", "val.json"):
+        data = json.loads((mini_copy / name).read_text())
+        data["info"]["description"] = "iNaturalist 2021"  # not the replica: the official counts are the reference
+        (mini_copy / name).write_text(json.dumps(data))
+    report = check_data(str(mini_copy), sample=0)
+    assert report.reference == "official iNat 2021"
+    expected = {c["what"]: c["expected"] for c in report.counts}
+    assert expected == {
+        "train_mini images": 500_000,
+        "train_mini species": 10_000,
+        "train_mini users": None,  # no published count: shown, not compared
+        "train_mini per-species min": 50,
+        "train_mini per-species max": 50,
+        "val images": 100_000,
+    }
+    assert [p.message.split(":")[0] for p in report.problems] == [
+        "train_mini images",
+        "train_mini species",
+        "train_mini per-species min",
+        "train_mini per-species max",
+        "val images",
+    ]
+    assert "train users" not in report.format() and "(no published count: shown, not compared)" in report.format()

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from inat_hf.cli import main
 from inat_hf.clients import ClientData
 from inat_hf.config import config_for
 from inat_hf.examples import BadImageError
@@ -206,3 +207,35 @@ def test_killed_driver_and_rerun_give_the_same_bytes(reference, tiny_replica, tm
     uninterrupted = tmp_path / "uninterrupted"
     run(uninterrupted, tiny_replica.url, cache, file_rows=5)
     assert files_of(out) == files_of(uninterrupted)
+
+
+def test_prepare_set_train_split_train_mini(tiny_replica, tmp_path, capsys):
+    """``inat-fl prepare --set train_split=train_mini``: train_mini's rows, and a card that says so; a rerun (every
+    manifest cached) writes the same card; configs of both pools in one run each get their own metadata."""
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    argv = ["prepare", str(out), "--data-dir", tiny_replica.url, "--set", "train_split=train_mini",
+            "--scheduler", "synchronous", "--cache-dir", str(cache)]  # fmt: skip
+    assert main(argv) == 0
+    mini = tiny_replica.counts.train_mini_images
+    report = json.loads((out / REPORT_FILE).read_text())
+    assert report["totals"]["rows_in"] == report["totals"]["rows_written"] == mini + tiny_replica.counts.val_images
+    manifest = load_or_build_manifest(tiny_replica.url, config_for("family_user", train_split="train_mini"),
+                                      cache_dir=cache)  # fmt: skip
+    train = datasets.load_dataset(str(out), "family_user", split="train")
+    assert train.num_rows == manifest.split_range("train")[1] == mini
+    assert all(name.startswith("train_mini/") for name in train["file_name"])
+    card = (out / "README.md").read_text()
+    assert f"({mini:,} train_mini, {tiny_replica.counts.val_images:,} val images" in card
+    assert "from `train_mini` (not `train`)" in card and 'train_split="train_mini")' in card
+    assert "| rank | names in train_mini |" in card and f"Computed on the {mini:,} train_mini images" in card
+    assert main(argv) == 0  # every manifest cached now: the card loads train_mini's metadata itself
+    assert (out / "README.md").read_text() == card
+    capsys.readouterr()
+    both = tmp_path / "both"
+    configs = [config_for("family_user", train_split="train_mini"), config_for("order_user")]
+    report = prepare(str(both), tiny_replica.url, configs, cache_dir=str(tmp_path / "cache-both"),
+                     scheduler="synchronous", progress=None)  # fmt: skip
+    rows = {name: c["rows"] for name, c in report["configs"].items()}
+    counts = tiny_replica.counts
+    assert rows == {"family_user": mini + counts.val_images, "order_user": counts.train_images + counts.val_images}
+    assert "names in train_mini" in (both / "README.md").read_text()  # the default config's pool

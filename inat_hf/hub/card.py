@@ -28,8 +28,7 @@ from huggingface_hub import DatasetCardData
 
 from inat_hf import about, storage
 from inat_hf.config import DEFAULT_CONFIG_NAME, INatFLConfig, config_for
-from inat_hf.manifest import Manifest, load_or_build, locate
-from inat_hf.metadata import load_metadata
+from inat_hf.manifest import Manifest, load_config_metadata, load_or_build, locate
 from inat_hf.partition import get_partitioner
 from inat_hf.plots import plot_client_sizes
 from inat_hf.schema import SPLITS
@@ -148,7 +147,28 @@ def _scheme_text(config: INatFLConfig) -> str:
         text = f"{config.num_partitions:,} clients of uniformly random images"
     if config.min_client_size > 1:
         text += f"; clients under {config.min_client_size:,} images dropped"
+    if config.train_split != "train":
+        text += f"; clients, labels and test rows from `{config.train_split}` (not `train`)"
     return text
+
+
+def config_overrides(config: INatFLConfig) -> dict[str, Any]:
+    """The fields of ``config`` that differ from its preset ``{rank}_{scheme}`` (``train_split``, ...)."""
+    preset = config_for(f"{config.rank}_{config.scheme}").fingerprint_fields()
+    return {k: v for k, v in config.fingerprint_fields().items() if k not in ("rank", "scheme") and preset[k] != v}
+
+
+def _set_flags(configs: Sequence[ConfigCard]) -> str:
+    """``--set FIELD=VALUE`` flags of the overrides that all the configs share (what ``inat-fl card`` takes)."""
+    shared = set.intersection(*(set(config_overrides(card.config).items()) for card in configs))
+    words = {None: "none", True: "true", False: "false"}
+    return "".join(f" --set {k}={words.get(v, v) if isinstance(v, bool | None) else v}" for k, v in sorted(shared))
+
+
+def _builder_kwargs(config: INatFLConfig) -> str:
+    """The builder's keyword arguments that give ``config`` from its preset (``, train_split="train_mini"``)."""
+    fields = config_overrides(config).items()
+    return "".join(f', {k}="{v}"' if isinstance(v, str) else f", {k}={v!r}" for k, v in fields)
 
 
 def _configs_table(configs: Sequence[ConfigCard]) -> str:
@@ -175,9 +195,10 @@ def _section(name: str, **values: object) -> str:
     return _sections()[name].substitute(values)
 
 
-def _limitations(b: DataBiases) -> str:
+def _limitations(b: DataBiases, pool: str) -> str:
     return _section(
         "limitations",
+        pool=pool,
         train_images=f"{b.train_images:,}",
         located_share=_pct(b.located, b.train_images),
         northern_share=_pct(b.northern, b.located),
@@ -199,10 +220,10 @@ def _limitations(b: DataBiases) -> str:
     )
 
 
-def _taxonomy(rank_counts: Mapping[str, int], configs: Sequence[ConfigCard]) -> str:
+def _taxonomy(rank_counts: Mapping[str, int], configs: Sequence[ConfigCard], pool: str) -> str:
     used = {card.config.rank: card.num_classes for card in configs}
     rows = [f"| {rank} | {rank_counts.get(rank, 0):,} | {_num(used.get(rank, math.nan))} |" for rank in RANKS]
-    return "\n".join(["| rank | names in train | classes of the configs above |", "|---|---:|---:|", *rows])
+    return "\n".join([f"| rank | names in {pool} | classes of the configs above |", "|---|---:|---:|", *rows])
 
 
 def render_card(
@@ -224,9 +245,10 @@ def render_card(
     configs : sequence of ConfigCard
         One per exported config, in the order of the configs table.
     rank_counts, split_sizes : mapping of str to int
-        Distinct names per rank in the source's train split; images per split of the source (``train``, ``val``).
+        Distinct names per rank in the default config's train pool (its ``train_split``: ``train`` or
+        ``train_mini``); images per split of the source (``train`` or ``train_mini``, ``val``).
     users : int
-        Distinct photographers in the source's train split.
+        Distinct photographers in that train pool.
     figure : str or None
         Relative path of the client-size figure of ``default_config`` (None: no figure).
     replica_note : str or None
@@ -245,7 +267,7 @@ def render_card(
     default = next(card for card in configs if card.name == default_config)
     parts = [f"---\n{data.to_yaml(original_order=list(_YAML_ORDER))}\n---\n", f"# {about.PRETTY_NAME}\n"]
     if replica_note:
-        flags = " ".join(f"--config {c.name}" for c in configs)
+        flags = " ".join(f"--config {c.name}" for c in configs) + _set_flags(configs)
         parts.append(_section("replica_notice", note=replica_note.strip(), config_flags=flags))
     images = ", ".join(f"{n:,} {split}" for split, n in split_sizes.items())
     parts.append(_section("intro", images=images, species=f"{rank_counts.get('species', 0):,}", users=f"{users:,}"))
@@ -255,9 +277,11 @@ def render_card(
         size = default.stats.client_size
         median, p90, largest = _num(size.median), _num(size.p90), _num(size.max)
         parts.append(_section("figure", default=default.name, figure=figure, median=median, p90=p90, largest=largest))
-    parts.append(_section("loading", default=default.name, repo_id=repo_id))
-    parts.append(_section("taxonomy", table=_taxonomy(rank_counts, configs)))
-    parts.append(_limitations(biases) if biases else _section("no_limitations"))
+    kwargs = _builder_kwargs(default.config)
+    parts.append(_section("loading", default=default.name, repo_id=repo_id, builder_kwargs=kwargs))
+    pool = default.config.train_split  # the card's numbers describe the default config's train pool
+    parts.append(_section("taxonomy", table=_taxonomy(rank_counts, configs, pool)))
+    parts.append(_limitations(biases, pool) if biases else _section("no_limitations"))
     parts.append(_section("licence", link=about.HOMEPAGE))
     parts.append(_section("citation", citation=about.CITATION))
     return "\n".join(parts)
@@ -271,6 +295,15 @@ def _default_of(names: Sequence[str], default_config: str | None) -> str:
     if default not in names:
         raise ValueError(f"default_config {default!r} is not among the configs {list(names)}")
     return default
+
+
+def card_config(configs: Sequence[INatFLConfig], default_config: str | None = None) -> INatFLConfig:
+    """The config whose train pool (``train_split``) the card's counts describe: the default config
+    (``default_config``, else ``family_user`` if listed, else the first). Callers load the metadata for the
+    card with :func:`inat_hf.manifest.load_config_metadata` of this config.
+    """
+    name = _default_of([config.name for config in configs], default_config)
+    return next(config for config in configs if config.name == name)
 
 
 def card_from_exports(
@@ -289,8 +322,8 @@ def card_from_exports(
     built : sequence of (INatFLConfig, Manifest, dict of str to str)
         Each exported config, its manifest and its ``data_files`` (split -> glob relative to ``out``).
     images : pyarrow.Table
-        The source metadata (:func:`inat_hf.metadata.load_metadata`), already loaded by the caller: the
-        counts and the biases come from it.
+        The source metadata (:func:`inat_hf.metadata.load_metadata`), already loaded by the caller with the
+        default config's ``train_split`` (:func:`card_config`): the counts and the biases come from it.
     out : storage.Location or str or path-like
         Root of the export (local or any fsspec URL), where the card goes.
     replica_note : str, optional
@@ -301,12 +334,14 @@ def card_from_exports(
         Default: ``family_user`` if exported, else the first config.
     """
     default = _default_of([config.name for config, _, _ in built], default_config)
+    pool = next(config for config, _, _ in built if config.name == default).train_split
     summary = summarize(images)
-    train = next((s for s in summary if s.split == "train"), None) or next(
-        (s for s in summary if s.split == "train_mini"), None
-    )
+    train = next((s for s in summary if s.split == pool), None)
     if train is None:
-        raise ValueError("the metadata has no train split: a card describes the train images")
+        raise ValueError(
+            f"the metadata has no {pool} rows: the card describes the train pool of {default!r} (train_split={pool!r});"
+            f" load the metadata with train_split={pool!r}"
+        )
     cards = [ConfigCard.from_stats(c, compute_stats(m, c.name), files) for c, m, files in built]
     figure = posixpath.join(figure_dir, f"client_sizes_{default}.png")
     with tempfile.TemporaryDirectory() as tmp:
@@ -348,13 +383,13 @@ def card_from_data(
     if figure_dir == ".." or figure_dir.startswith("../"):
         raise ValueError(f"the figure folder {assets_dir} must lie inside the card's folder {out_dir}")
     configs = [config_for(c) if isinstance(c, str) else c for c in config_names]
-    _default_of([config.name for config in configs], default_config)
+    described = card_config(configs, default_config)
     source = storage.resolve(data_dir, storage_options)
-    pool = configs[0].train_split if configs else "train"
-    images = load_metadata(source, train_split=pool)
+    images = load_config_metadata(source, described)  # its train_split: what the card's numbers describe
     built = []
     for config in configs:
-        loaded = images if config.train_split == pool else None  # another pool: load_or_build loads its own
+        same = (config.train_split, config.on_invalid) == (described.train_split, described.on_invalid)
+        loaded = images if same else None  # other metadata: load_or_build loads its own
         manifest = load_or_build(locate(source, config, cache_dir), source, loaded)
         splits = [split for split in SPLITS if manifest.split_range(split)[1]]  # as the export writes them
         built.append((config, manifest, {split: f"data/{config.name}/{split}-*.parquet" for split in splits}))

@@ -26,10 +26,10 @@ import pyarrow.compute as pc
 from inat_hf import storage
 from inat_hf.config import INatFLConfig, config_for
 from inat_hf.errors import InatError
-from inat_hf.hub.card import card_from_exports
+from inat_hf.hub.card import card_config, card_from_exports
 from inat_hf.hub.export import data_files, with_split_sizes
-from inat_hf.manifest import Manifest, ManifestKey, load_or_build, locate
-from inat_hf.metadata import is_file_url, load_metadata
+from inat_hf.manifest import Manifest, ManifestKey, load_config_metadata, load_or_build, locate
+from inat_hf.metadata import is_file_url
 from inat_hf.prepare import engine
 from inat_hf.prepare.plan import (
     FILE_ROWS_WITH_IMAGES,
@@ -212,8 +212,7 @@ def prepare(
     rows_per_file = file_rows or (FILE_ROWS_WITH_IMAGES if images_url else FILE_ROWS_WITHOUT_IMAGES)
 
     keys = [locate(source, config, cache_dir) for config in wanted]
-    metadata = None if all(k.is_built() for k in keys) else load_metadata(source, on_invalid=wanted[0].on_invalid)
-    manifests = [load_or_build(key, source, metadata) for key in keys]
+    manifests, metadata = _manifests(keys, source)
     plans = [list(plan_files(m, c, settings, file_rows=rows_per_file)) for m, c in zip(manifests, wanted, strict=True)]
     for config, plan in zip(wanted, plans, strict=True):
         _clean_stale(out, config.name, {t.relative for t in plan}, progress)
@@ -260,6 +259,22 @@ def prepare(
     if progress is not None:
         print(format_report(report), file=progress)
     return report
+
+
+def _manifests(keys: list[ManifestKey], source: storage.Location) -> tuple[list[Manifest], pa.Table | None]:
+    """Each key's manifest, from the cache or built from the metadata of its config (its ``train_split`` and
+    ``on_invalid``: loaded once for the configs that share them, not at all when every manifest is cached);
+    and the metadata the card describes (that of :func:`inat_hf.hub.card.card_config`), if it was loaded.
+    """
+    loaded: dict[tuple[str, str], pa.Table] = {}
+    manifests = []
+    for key in keys:
+        group = (key.config.train_split, key.config.on_invalid)
+        if not key.is_built() and group not in loaded:
+            loaded[group] = load_config_metadata(source, key.config)
+        manifests.append(load_or_build(key, source, loaded.get(group)))
+    described = card_config([key.config for key in keys])
+    return manifests, loaded.get((described.train_split, described.on_invalid))
 
 
 def _named(err: BaseException, results: list[dict[str, Any]], plans: list[list[FileTask]], out: Any) -> BaseException:
@@ -324,12 +339,12 @@ def _write_card(
         written.setdefault(result["config"], {}).setdefault(result["split"], []).append(result["file"])
         examples.setdefault(result["config"], Counter())[result["split"]] += result["rows_written"]
     written = {name: {split: sorted(files) for split, files in splits.items()} for name, splits in written.items()}
-    if metadata is None:
-        metadata = load_metadata(source, on_invalid=keys[0].config.on_invalid)
+    if metadata is None:  # every manifest was cached: the card's metadata is loaded now (its train_split)
+        metadata = load_config_metadata(source, card_config([k.config for k in keys]))
     built = [
-        (k.config, load_or_build(k, source, metadata), data_files(k.config.name, list(written.get(k.config.name, {}))))
+        (k.config, load_or_build(k, source), data_files(k.config.name, list(written.get(k.config.name, {}))))
         for k in keys
-    ]
+    ]  # the manifests were built (or found) above
     card = card_from_exports(built, metadata, out, replica_note=replica_note)
     counts = {name: dict(c) for name, c in examples.items()}
     storage.write_bytes(out, "README.md", with_split_sizes(card, out, written, built, counts).encode("utf-8"))
