@@ -199,9 +199,12 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         on_bad_image=args.on_bad_image,
         include_user=args.include_user,
         file_rows=args.file_rows,
+        batch_rows=args.batch_rows,
+        redo_skipped=args.redo_skipped,
         scheduler=args.scheduler,
         workers=args.workers,
         replica_note=args.replica_note,
+        progress=sys.stderr,  # the summary too: files with skipped rows
     )
     print(f"wrote {args.out}; load it with datasets.load_dataset({args.out!r}, CONFIG)")
     return 0
@@ -308,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--scheduler", default="local", help="local (default), synchronous or tcp://HOST:PORT")
     prep.add_argument("--workers", type=int, help="worker processes of --scheduler local (default 2)")
     prep.add_argument("--file-rows", type=int, help="rows per file (default 2,000 with images)")
+    prep.add_argument("--batch-rows", type=int, help="images a worker holds at once, a row group each (default 256)")
+    prep.add_argument(
+        "--redo-skipped", action="store_true", help="write again the files that skipped images (after fixing them)"
+    )
     prep.add_argument("--include-user", action="store_true", help="also write the raw rights_holder")
     prep.add_argument("--cache-dir", help=_CACHE_HELP)
     prep.add_argument("--replica-note", help="notice at the top of the card")

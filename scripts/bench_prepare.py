@@ -13,6 +13,11 @@ One run measures three things.
 * **worker RSS**: the peak RSS of the workers (fresh 2-worker cluster each time) for two file sizes with
   images (small replica) and, without images, for the same file size on the small and the full replica.
 
+``--task-rss`` measures instead one prepare task alone, ``run_file`` in a fresh process each (its own peak RSS,
+``VmHWM``), on a file of ONE client of 300, 3,000 and 30,000 image rows (``--task-rows``): the small replica's
+train rows repeated, its JPEGs read from local disk. The 300-row task is the baseline: a worker's memory is
+bounded by a batch (``--batch-rows``), not by a client, when the ratios stay near 1.
+
 Prints a table and one JSON line.
 """
 
@@ -49,6 +54,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=2, help="interleaved rounds; the best of each is shown")
     parser.add_argument("--skip-full", action="store_true", help="leave out the full-scale driver measures")
     parser.add_argument("--only-full", action="store_true", help="only the full-scale driver measures")
+    parser.add_argument("--task-rss", action="store_true", help="only the peak RSS of one task per client size")
+    parser.add_argument("--task-rows", default="300,3000,30000", help="rows of the one client of each task")
+    parser.add_argument("--batch-rows", type=int, help="rows per batch of a task (default: prepare's, 256)")
+    parser.add_argument("--data", help="--task-rss: a replica with JPEGs to use (default: write the small one)")
     parser.set_defaults(func=bench_prepare)
     return parser
 
@@ -120,6 +129,8 @@ def bench_prepare(args: argparse.Namespace) -> dict[str, Any]:
     datasets.disable_progress_bars()
     if args.only_full:
         return _only_full(args)
+    if args.task_rss:
+        return _task_rss(args)
     work = Path(tempfile.mkdtemp(prefix="inat-bench-prepare-"))
     runs: dict[str, list[dict[str, Any]]] = {"raw": [], "builder": [], "dask": []}
     scale: list[dict[str, Any]] = []
@@ -216,3 +227,73 @@ def _print_scale(scale: list[dict[str, Any]]) -> None:
         driver, worker = run["driver_peak_rss"] / gib, run["worker_peak_rss"] / gib
         print(f"{run['run']:<36}{run['files']:>6}{run['rows']:>10,}{run['planning_s']:>11.2f}{run['cluster_start_s']:>12.2f}"
               f"{driver:>10.2f}G{worker:>10.2f}G{run['seconds']:>8.1f}")  # fmt: skip
+
+
+_TASK = """
+import json, sys, time
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from inat_hf.config import config_for
+from inat_hf.manifest import load_or_build_manifest
+from inat_hf.prepare import Settings, plan_files, run_file
+from inat_hf.prepare.plan import with_rows
+from inat_hf.prepare.task import peak_rss
+
+def rss():
+    with open("/proc/self/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+
+data, cache, out, rows, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+config = config_for("family_user")
+manifest = load_or_build_manifest(data, config, cache_dir=cache)
+settings = Settings(out, data, **({} if batch == "default" else {"batch_rows": int(batch)}))
+first = next(t for t in plan_files(manifest, config, settings, file_rows=10**9) if t.split == "train")
+train = with_rows(first, manifest).table()
+table = train.take(pa.array(np.arange(rows) % train.num_rows))  # the train rows repeated: ONE client
+for name in ("client_id", "user"):
+    table = table.set_column(table.column_names.index(name), name, pa.array([train[name][0].as_py()] * rows,
+                             type=train.schema.field(name).type))
+task = type(first)(**{**first.__dict__, "stop": first.start + rows, "rows": table})
+before, began = rss(), time.perf_counter()
+result = run_file(task)
+seconds = time.perf_counter() - began
+meta = pq.ParquetFile(out + "/" + task.relative).metadata
+print(json.dumps({"rows": rows, "rows_written": result["rows_written"], "bytes": result["bytes"],
+                  "row_groups": meta.num_row_groups, "seconds": seconds, "rss_before_task": before,
+                  "peak_rss": peak_rss(), "batch_rows": getattr(settings, "batch_rows", None)}))
+"""
+
+
+def _task_rss(args: argparse.Namespace) -> dict[str, Any]:
+    """``--task-rss``: one task per client size, each in a fresh process (module docstring)."""
+    from inat_hf.config import config_for
+    from inat_hf.manifest import load_or_build_manifest
+    from inat_hf.replica import write_sample
+
+    work = Path(tempfile.mkdtemp(prefix="inat-bench-task-rss-"))
+    try:
+        data = args.data or str(work / "small")
+        if args.data is None:
+            write_sample(data, scale="small")
+        load_or_build_manifest(data, config_for("family_user"), cache_dir=str(work / "cache"))
+        batch = "default" if args.batch_rows is None else str(args.batch_rows)
+        runs = []
+        for rows in [int(r) for r in args.task_rows.split(",")]:
+            out = work / f"out-{rows}"
+            runs.append(_child(_TASK, data, str(work / "cache"), str(out), str(rows), batch))
+            shutil.rmtree(out, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    base = runs[0]["peak_rss"]
+    mib = 2**20
+    print(f"one prepare task, one client, replica JPEGs; batch_rows={runs[0]['batch_rows']}")
+    print(f"{'rows':>8}{'file MiB':>10}{'row groups':>11}{'seconds':>9}{'RSS before':>11}{'peak RSS':>10}{'ratio':>7}")
+    for run in runs:
+        run["ratio_to_first"] = run["peak_rss"] / base
+        before, peak = run["rss_before_task"] / mib, run["peak_rss"] / mib
+        print(f"{run['rows']:>8,}{run['bytes'] / mib:>10.1f}{run['row_groups']:>11,}{run['seconds']:>9.1f}"
+              f"{before:>10.0f}M{peak:>9.0f}M{run['ratio_to_first']:>7.2f}")  # fmt: skip
+    result = {"bench": "prepare-task-rss", "runs": runs, "load_average": list(os.getloadavg())}
+    print(json.dumps(result))
+    return result

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +24,13 @@ from inat_hf.config import config_for
 from inat_hf.manifest import (
     build_manifest,
     load_or_build_manifest,
+    manifest_fingerprint,
     read_client_rows,
     read_manifest,
     row_group_bounds,
     write_manifest,
 )
+from inat_hf.metadata.load import metadata_tokens
 
 CONFIGS = [
     ("family_user", {}),
@@ -206,3 +212,74 @@ def test_a_manifest_built_by_inat_fl_stats_is_the_one_the_builder_reads(tiny_rep
     stream = ClientStream(str(data), "family_user", cache_dir=cache, with_images=False)
     assert stream.num_clients == builder.manifest.num_clients
     assert list((cache / "inaturalist_fl" / "manifests").iterdir()) == folders
+
+
+HttpFiles = tuple[str, dict[str, tuple[bytes, str | None]], list[tuple[str, str]]]
+
+
+@pytest.fixture
+def http_files() -> Iterator[HttpFiles]:
+    """A plain HTTP server on this machine: ``files`` path -> (content, ``Last-Modified`` or None), a folder
+    index (links) at ``/inat``; no ``ETag``. Yields its base URL, the files and the requests it got."""
+    files: dict[str, tuple[bytes, str | None]] = {}
+    requests: list[tuple[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def answer(self, body: bool) -> None:
+            requests.append((self.command, self.path))
+            if self.path.rstrip("/") == "/inat":
+                links = "".join(f'<a href="{Path(name).name}">x</a>' for name in files)
+                content, modified = f"<html><body>{links}</body></html>".encode(), None
+            elif self.path in files:
+                content, modified = files[self.path]
+            else:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(content)))
+            if modified:
+                self.send_header("Last-Modified", modified)
+            self.end_headers()
+            if body:
+                self.wfile.write(content)
+
+        def do_HEAD(self) -> None:
+            self.answer(False)
+
+        def do_GET(self) -> None:
+            self.answer(True)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", files, requests
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def test_a_source_without_etag_or_mtime_is_fingerprinted_by_content(http_files):
+    base, files, requests = http_files
+    config = config_for("family_user")
+    files["/inat/val.json"] = (b'{"images": []}', None)
+    for url in (f"{base}/inat/train.json", f"{base}/inat/"):  # one file (HEAD), a folder (its index: no sizes)
+        files["/inat/train.json"] = (b'{"a": 1}', None)
+        first = manifest_fingerprint(storage.resolve(url), config)
+        assert manifest_fingerprint(storage.resolve(url), config) == first  # stable
+        files["/inat/train.json"] = (b'{"b": 2}', None)  # the same size, another content
+        assert manifest_fingerprint(storage.resolve(url), config) != first, url
+    contents = {name: files[f"/inat/{name}"][0] for name in ("train.json", "val.json")}
+    assert dict(metadata_tokens(storage.resolve(f"{base}/inat/"))) == {
+        name: f"{len(content)}:sha256-{hashlib.sha256(content).hexdigest()}" for name, content in contents.items()
+    }
+    # With a version (Last-Modified), the token is the size and that time, and the content is not read.
+    files["/inat/train.json"] = (b'{"b": 2}', "Wed, 21 Oct 2015 07:28:00 GMT")
+    requests.clear()
+    assert metadata_tokens(storage.resolve(f"{base}/inat/train.json")) == [
+        ("train.json", "8:Wed, 21 Oct 2015 07:28:00 GMT")
+    ]
+    assert ("GET", "/inat/train.json") not in requests

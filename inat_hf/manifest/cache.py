@@ -8,12 +8,12 @@ A manifest lives in ``{root}/manifests/{config name}-{fingerprint}/`` (``manifes
 so a folder that exists is complete.
 
 The fingerprint (:func:`manifest_fingerprint`) is a SHA-256 of JSON holding, for each metadata file, its base
-name, its size and its version token (ETag on object stores, modification time on local disk:
-:func:`inat_hf.storage.file_token`), the config's fields (:meth:`INatFLConfig.manifest_fields`: all that
-change the partition, not how images are fetched) and
-:data:`MANIFEST_VERSION`. It never holds a URL, a path or a credential, so the same data read through another
-URL or with other credentials has the same fingerprint; a copy with new modification times gets a new one
-(and the same manifest). :func:`locate` computes it once; the :class:`ManifestKey` carries it from there.
+name, its size and its version token (ETag on object stores, modification time on local disk, and the SHA-256
+of its content where storage gives neither, never the size alone: :func:`inat_hf.storage.file_token`), the
+config's fields (:meth:`INatFLConfig.manifest_fields`: all that change the partition, not how images are
+fetched) and :data:`MANIFEST_VERSION`. It never holds a URL, a path or a credential, so the same data read
+through another URL or with other credentials has the same fingerprint; a copy with new modification times
+gets a new one (and the same manifest). :func:`locate` computes it once; the :class:`ManifestKey` carries it from there.
 """
 
 from __future__ import annotations

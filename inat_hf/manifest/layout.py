@@ -3,7 +3,11 @@ reading one client's rows or a shard's rows back without scanning the rest.
 
 Two row-group sizes, two purposes: :data:`MANIFEST_ROW_GROUP_ROWS` for the cached manifest (read by shards of
 thousands of rows) and :data:`EXPORT_ROW_GROUP_ROWS` for exported files (read one client at a time, so
-smaller groups mean less read per client). No client ever straddles two row groups.
+smaller groups mean less read per client). In these, no client ever straddles two row groups. Files with
+image bytes (``inat-fl prepare``) are written in batches of at most :data:`IMAGE_ROW_GROUP_ROWS` rows, one
+row group each, so a client larger than that spans several row groups of its file
+(:mod:`inat_hf.prepare.stream`): readers find a client's row groups by their statistics
+(:func:`client_row_groups`), never by assuming one group per client.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ MANIFEST_ROW_GROUP_ROWS = 65_536
 EXPORT_ROW_GROUP_ROWS = 8_192
 """Target rows per row group of an exported Parquet file, so that one client reads little."""
 IMAGE_ROW_GROUP_ROWS = 256
-"""Target rows per row group of a Parquet file with image bytes (``inat-fl prepare``): about 20 MB at iNat's
-80 KB per image, so that reading one client reads little (a larger client still gets one row group)."""
+"""Most rows per row group of a Parquet file with image bytes (``inat-fl prepare``'s default batch): about
+20 MB at iNat's 80 KB per image, so that reading one client reads little and a worker holds one batch of
+images at a time (a larger client spans several row groups)."""
 SHARD_ROWS = 10_000
 """About this many rows per builder shard; at least :data:`MIN_SHARDS` (fewer only with fewer clients)."""
 MIN_SHARDS = 16

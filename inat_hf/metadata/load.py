@@ -88,12 +88,15 @@ def metadata_tokens(
     loc: storage.Location, splits: Sequence[str] | None = None, *, train_split: str = "train"
 ) -> list[tuple[str, str]]:
     """(base name, :func:`inat_hf.storage.file_token`) of each metadata file that :func:`find_metadata_files`
-    picks, from the same single listing: what identifies a version of the metadata, cheaply.
+    picks, from the same single listing: what identifies a version of the metadata, cheaply. A picked file
+    whose listing gives only its size (no ETag, no modification time) is asked for its token alone, which
+    hashes its content if storage has no version for it either: never a size alone.
     """
     if is_file_url(loc.root):
         return [(loc.root.rsplit("/", 1)[-1], storage.file_token(loc))]
     present = storage.list_names(loc)
-    return [(name, present[name]) for name in _pick(loc, present, splits, train_split)]
+    picked = _pick(loc, present, splits, train_split)
+    return [(n, present[n] if storage.has_version(present[n]) else storage.file_token(loc, n)) for n in picked]
 
 
 def load_metadata(

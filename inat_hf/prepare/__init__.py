@@ -4,20 +4,31 @@ The real job is all of iNat 2021 (2.7M images). The manifest (no image bytes) fi
 shuffle is needed: the driver plans files of whole clients in client order (:mod:`~inat_hf.prepare.plan`),
 and each Dask task writes one file (:mod:`~inat_hf.prepare.task`): it fetches that file's images through
 :mod:`inat_hf.storage`, applies ``on_bad_image`` and ``max_image_side``, and writes one Parquet file with
-client-aligned row groups, statistics and the builder's features in the schema, to any fsspec URL. The
-output has the export layout (``data/{config}/{split}-XXXXX-of-YYYYY.parquet`` plus the card), so
-``datasets.load_dataset(OUT, config)``, :func:`inat_hf.hub.export.read_client` and ``ClientData`` read it.
+statistics and the builder's features in the schema, to any fsspec URL, a batch of at most ``batch_rows``
+rows (one row group) at a time, so that a worker's memory is bounded by a batch, not by a client
+(:mod:`~inat_hf.prepare.stream`). The output has the export layout
+(``data/{config}/{split}-XXXXX-of-YYYYY.parquet`` plus the card), so ``datasets.load_dataset(OUT, config)``,
+:func:`inat_hf.hub.export.read_client` and ``ClientData`` read it.
 
 Files appear only complete and record the prepare key and their row range; a rerun writes only the files
-that are missing or do not match, and gives the same bytes (:mod:`~inat_hf.prepare.driver`). Schedulers and
-credentials: :mod:`~inat_hf.prepare.engine`.
+that are missing or do not match (and, with ``redo_skipped``, the files that skipped rows), and gives the
+same bytes (:mod:`~inat_hf.prepare.driver`). Schedulers and credentials: :mod:`~inat_hf.prepare.engine`.
 """
 
 from inat_hf.prepare.driver import REPORT_FILE, format_report, prepare
-from inat_hf.prepare.plan import FILE_ROWS_WITH_IMAGES, FILE_ROWS_WITHOUT_IMAGES, FileTask, Settings, plan_files
-from inat_hf.prepare.task import RECORD_KEY, read_record, run_file
+from inat_hf.prepare.plan import (
+    BATCH_ROWS,
+    FILE_ROWS_WITH_IMAGES,
+    FILE_ROWS_WITHOUT_IMAGES,
+    FileTask,
+    Settings,
+    plan_files,
+)
+from inat_hf.prepare.stream import RECORD_KEY
+from inat_hf.prepare.task import read_record, run_file
 
 __all__ = [
+    "BATCH_ROWS",
     "FILE_ROWS_WITHOUT_IMAGES",
     "FILE_ROWS_WITH_IMAGES",
     "RECORD_KEY",

@@ -4,9 +4,10 @@ The driver builds (or reads from the one cache) each config's manifest, removes 
 what the plan does not name (temporary files of a killed run, files of another plan), runs one task per file
 (:mod:`inat_hf.prepare.engine`), shows files done / planned and images/s, and at the end writes
 ``prepare_report.json`` (rows in = rows written + rows skipped, per file and in total, with every skipped
-row's reason) and the dataset card (``README.md`` with YAML ``configs:``, as :func:`inat_hf.hub.export.
-export_dataset` writes it). If a task fails, the run stops with the file and the reason (redacted); files
-already complete stay, and the report says what was done.
+row's reason, and ``files_with_skipped``: the files that ``redo_skipped`` writes again) and the dataset card
+(``README.md`` with YAML ``configs:``, as :func:`inat_hf.hub.export.export_dataset` writes it). If a task
+fails, the run stops with the file and the reason (redacted); files already complete stay, and the report
+says what was done.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from inat_hf.manifest import Manifest, ManifestKey, load_config_metadata, load_o
 from inat_hf.metadata import is_file_url
 from inat_hf.prepare import engine
 from inat_hf.prepare.plan import (
+    BATCH_ROWS,
     FILE_ROWS_WITH_IMAGES,
     FILE_ROWS_WITHOUT_IMAGES,
     FileTask,
@@ -43,6 +45,8 @@ from inat_hf.prepare.plan import (
 from inat_hf.prepare.task import peak_rss
 
 REPORT_FILE = "prepare_report.json"
+SHOWN_FILES = 10
+"""Files with skipped rows named in the end-of-run summary (the report lists all of them)."""
 
 
 @dataclass
@@ -135,6 +139,8 @@ def prepare(
     on_bad_image: str | None = None,
     include_user: bool = False,
     file_rows: int | None = None,
+    batch_rows: int | None = None,
+    redo_skipped: bool = False,
     scheduler: Any = "local",
     workers: int | None = None,
     replica_note: str | None = None,
@@ -170,6 +176,13 @@ def prepare(
         Keep the raw ``rights_holder`` (``user``) column.
     file_rows : int, optional
         Rows per file to aim at (default 2,000 with images, 250,000 without).
+    batch_rows : int, optional
+        With images, the most rows whose image bytes a worker holds at once, one row group each (default
+        256): a worker's memory is bounded by a batch, not by its file's largest client
+        (:mod:`inat_hf.prepare.stream`).
+    redo_skipped : bool
+        Write again the files that skipped rows (e.g. after the images were fixed) instead of reusing them;
+        the other files are reused as usual. The report lists them (``files_with_skipped``).
     scheduler : {"local", "synchronous"}, str or distributed.Client
         ``"local"``: a ``LocalCluster`` of ``workers`` processes; ``"synchronous"``: in this process;
         ``"tcp://HOST:PORT"``: an existing cluster; or a ``distributed.Client``.
@@ -208,7 +221,8 @@ def prepare(
     data_url = public_url(data_dir, "data_dir")  # images beside the metadata by default, as the builder's
     default_images = posixpath.dirname(data_url.rstrip("/")) if is_file_url(data_url) else data_url
     images_url = public_url(images_dir or default_images, "images_dir") if with_images.pop() else None
-    settings = Settings(public_url(out_url, "out_url"), images_url, include_user)
+    batch = BATCH_ROWS if batch_rows is None else batch_rows
+    settings = Settings(public_url(out_url, "out_url"), images_url, include_user, batch, redo_skipped)
     rows_per_file = file_rows or (FILE_ROWS_WITH_IMAGES if images_url else FILE_ROWS_WITHOUT_IMAGES)
 
     keys = [locate(source, config, cache_dir) for config in wanted]
@@ -222,6 +236,8 @@ def prepare(
         "configs": {c.name: _manifest_summary(m) for c, m in zip(wanted, manifests, strict=True)},
         "scheduler": scheduler if isinstance(scheduler, str) else type(scheduler).__name__,
         "file_rows": rows_per_file,
+        "batch_rows": settings.batch_rows if images_url else None,
+        "redo_skipped": redo_skipped,
     }
     meter = Progress(sum(len(p) for p in plans), progress)
     results: list[dict[str, Any]] = []
@@ -312,6 +328,7 @@ def _write_report(
         "error": None if error is None else out.redact(f"{type(error).__name__}: {error}"),
         "files_planned": sum(len(p) for p in plans),
         "totals": _totals(ordered),
+        "files_with_skipped": [r["file"] for r in ordered if r["rows_skipped"]],
         "seconds": time.perf_counter() - began,
         "seconds_to_first_task": first_submit[0] if first_submit else None,
         "planning_seconds": (first_submit[0] - report.get("cluster_start_seconds", 0.0)) if first_submit else None,
@@ -358,5 +375,12 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"rows in {t['rows_in']:,} = written {t['rows_written']:,} + skipped {t['rows_skipped']:,}",
     ]
     lines += [f"  skipped, {reason}: {n:,}" for reason, n in t["skipped_by_reason"].items()]
+    with_skipped = report.get("files_with_skipped") or []
+    if with_skipped:
+        shown = ", ".join(with_skipped[:SHOWN_FILES]) + (
+            f", ... ({len(with_skipped) - SHOWN_FILES:,} more)" if len(with_skipped) > SHOWN_FILES else ""
+        )
+        lines.append(f"{len(with_skipped):,} file(s) with skipped rows (rows and reasons in {REPORT_FILE}): {shown}")
+        lines.append("  fix the images, then rerun with --redo-skipped to write exactly these files again")
     lines.append(f"{report['images_per_s']:,.0f} images/s; {report['seconds']:.1f} s; report: {REPORT_FILE}")
     return "\n".join(lines)

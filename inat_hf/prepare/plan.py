@@ -23,15 +23,18 @@ import pyarrow as pa
 
 from inat_hf import storage
 from inat_hf.config import INatFLConfig
-from inat_hf.manifest import Manifest, plan_shards
+from inat_hf.manifest import Manifest, layout, plan_shards
 from inat_hf.schema import SPLITS
 
-PREPARE_VERSION = 1
-"""Bumped when the bytes of a prepared file change for the same inputs."""
+PREPARE_VERSION = 2
+"""Bumped when the bytes of a prepared file change for the same inputs (2: written in batches, the record in
+the file's key-value metadata only)."""
 FILE_ROWS_WITH_IMAGES = 2_000
 """Default rows per file with image bytes: about 160 MB at iNat's 80 KB per image (1,344 train files)."""
 FILE_ROWS_WITHOUT_IMAGES = 250_000
 """Default rows per file without image bytes (as ``inat-fl export``)."""
+BATCH_ROWS = layout.IMAGE_ROW_GROUP_ROWS
+"""Default rows per batch with images: the image bytes a task holds at once, one row group each (256)."""
 
 
 @dataclass(frozen=True)
@@ -46,11 +49,19 @@ class Settings:
         The folder the manifest's ``file_name`` values are relative to; ``None`` without images.
     include_user : bool
         Keep the raw ``user`` column.
+    batch_rows : int
+        With images, the most rows whose image bytes a task holds at once: one Parquet row group each
+        (:mod:`inat_hf.prepare.stream`; a client larger than this spans several row groups of its file).
+    redo_skipped : bool
+        Write again the complete, matching files that skipped rows (after the images were fixed), instead of
+        reusing them. Not part of the prepare key: the same inputs give the same bytes either way.
     """
 
     out_url: str
     images_url: str | None
     include_user: bool = False
+    batch_rows: int = BATCH_ROWS
+    redo_skipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,8 +125,8 @@ def public_url(url: str, what: str) -> str:
 
 def prepare_key(fingerprint: str, config: INatFLConfig, settings: Settings, file_rows: int) -> str:
     """Hash of what decides a prepared file's bytes: the manifest fingerprint (metadata, config with its
-    ``on_bad_image``, ``max_image_side`` and ``with_images``), ``include_user``, ``file_rows`` and
-    :data:`PREPARE_VERSION`.
+    ``on_bad_image``, ``max_image_side`` and ``with_images``), ``include_user``, ``file_rows``, ``batch_rows``
+    (with images) and :data:`PREPARE_VERSION`.
     """
     payload = {
         "fingerprint": fingerprint,
@@ -123,6 +134,7 @@ def prepare_key(fingerprint: str, config: INatFLConfig, settings: Settings, file
         "include_user": settings.include_user,
         "with_images": settings.images_url is not None,
         "file_rows": file_rows,
+        "batch_rows": settings.batch_rows if settings.images_url is not None else None,
         "version": PREPARE_VERSION,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -141,6 +153,8 @@ def plan_files(manifest: Manifest, config: INatFLConfig, settings: Settings, *, 
     """
     if file_rows < 1:
         raise ValueError(f"file_rows={file_rows!r} is invalid; allowed: an integer >= 1")
+    if settings.batch_rows < 1:
+        raise ValueError(f"batch_rows={settings.batch_rows!r} is invalid; allowed: an integer >= 1")
     key = prepare_key(manifest.fingerprint, config, settings, file_rows)
     for split in SPLITS:
         ranges = plan_shards(manifest, split, target_rows=file_rows, min_shards=1, max_shards=99_999)

@@ -1,12 +1,12 @@
 """The worker's task: one :class:`~inat_hf.prepare.plan.FileTask` in, one complete Parquet file out.
 
 :func:`run_file` first looks for the file: if it is there, complete, and records the same prepare key and row
-range, the task reports it as ``reused`` and writes nothing. Otherwise it fetches the file's images through
-:mod:`inat_hf.storage` (concurrently, with the package's retries: :func:`inat_hf.examples.iter_fetched`),
-applies the bad-image policy and ``max_image_side`` (:func:`inat_hf.examples.vet_image`), builds the export's
-table (:func:`inat_hf.hub.export.rows_table`: the builder's features in the schema metadata) and writes it
-with client-aligned row groups and statistics through :func:`inat_hf.storage.open_atomic`, then reads the
-footer back to check the row count and the record.
+range, the task reports it as ``reused`` and writes nothing (unless ``redo_skipped`` is set and the file
+skipped rows). Otherwise it writes the file through :func:`inat_hf.storage.open_atomic`, batch by batch
+(:mod:`inat_hf.prepare.stream`: the images fetched through :mod:`inat_hf.storage` concurrently, with the
+package's retries, the bad-image policy and ``max_image_side`` applied, the export's table with the builder's
+features in the schema metadata, one row group with statistics per batch, so that memory is bounded by a
+batch, not by a client), then reads the footer back to check the row count and the record.
 
 The record (Parquet key-value metadata ``inat_fl_prepare``, JSON): prepare key, manifest fingerprint, config,
 split, row range, rows in / written / skipped and each skipped row with its reason. Credentials reach the
@@ -26,13 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from inat_hf import storage
-from inat_hf.examples import BadImageError, iter_fetched, vet_image
-from inat_hf.hub.export import rows_table
-from inat_hf.manifest import layout
 from inat_hf.prepare.plan import FileTask
-
-RECORD_KEY = b"inat_fl_prepare"
-"""Parquet key-value metadata key of a prepared file's record."""
+from inat_hf.prepare.stream import RECORD_KEY, write_prepared
 
 _LOCAL_OPTIONS: dict[str, Mapping[str, Any]] = {}
 """Storage options of in-process runs (the synchronous scheduler), by token: the graph holds the token only."""
@@ -96,30 +91,6 @@ def _matches(found: tuple[dict[str, Any], int] | None, task: FileTask) -> bool:
     ) == num_rows
 
 
-def _images(task: FileTask, rows: pa.Table, loc: storage.Location) -> tuple[pa.Array, list[bool], list[dict]]:
-    """The image column of the kept rows, which rows are kept, and the skipped rows with their reasons."""
-    names = rows["file_name"].to_pylist()
-    ids = rows["image_id"].to_pylist()
-    blobs: list[bytes] = []
-    keep: list[bool] = []
-    skipped: list[dict[str, Any]] = []
-    config = task.config
-    for start, fetched in iter_fetched(rows["file_name"], loc):
-        for offset, image in enumerate(fetched):
-            i = start + offset
-            data, reason = vet_image(image, names[i], ids[i], loc, config.on_bad_image, config.max_image_side)
-            keep.append(data is not None)
-            if data is None:
-                skipped.append({"image_id": ids[i], "file_name": names[i], "reason": loc.redact(reason or "")})
-            else:
-                blobs.append(data)
-    paths = [name for name, kept in zip(names, keep, strict=True) if kept]
-    column = pa.StructArray.from_arrays(
-        [pa.array(blobs, type=pa.binary()), pa.array(paths, type=pa.string())], names=["bytes", "path"]
-    )
-    return column, keep, skipped
-
-
 def run_file(
     task: FileTask,
     image_options: Mapping[str, Any] | LocalOptions | None = None,
@@ -138,42 +109,15 @@ def run_file(
     began = time.perf_counter()
     out = storage.resolve(task.settings.out_url, resolve_options(out_options))
     found = read_record(out, task.relative)
-    if _matches(found, task) and found is not None:
+    redo = task.settings.redo_skipped and found is not None and bool(found[0].get("rows_skipped"))
+    if _matches(found, task) and found is not None and not redo:
         return {**found[0], "status": "reused", "bytes": storage.size(out, task.relative),
                 "seconds": time.perf_counter() - began, "worker_peak_rss": peak_rss()}  # fmt: skip
-    rows = task.table()
-    column: pa.Array | None = None
-    skipped: list[dict[str, Any]] = []
+    images = None
     if task.settings.images_url is not None:
         images = storage.resolve(task.settings.images_url, resolve_options(image_options))
-        try:
-            column, keep, skipped = _images(task, rows, images)
-        except BadImageError as err:
-            raise BadImageError(f"{task.relative}: {err}") from None
-        rows = rows.filter(pa.array(keep, type=pa.bool_()))
-    table = rows_table(
-        rows, task.config, task.label_names, task.split, include_user=task.settings.include_user, image_column=column
-    )
-    record = {
-        "key": task.key,
-        "fingerprint": task.fingerprint,
-        "config": task.config.name,
-        "split": task.split,
-        "file": task.relative,
-        "start": task.start,
-        "stop": task.stop,
-        "rows_in": task.rows_in,
-        "rows_written": table.num_rows,
-        "rows_skipped": len(skipped),
-        "skipped": skipped,
-    }
-    if record["rows_in"] != record["rows_written"] + record["rows_skipped"]:
-        raise RuntimeError(f"{task.relative}: {task.rows_in} rows in, {table.num_rows} written, {len(skipped)} skipped")
-    metadata = {**(table.schema.metadata or {}), RECORD_KEY: json.dumps(record, sort_keys=True).encode()}
-    table = table.replace_schema_metadata(metadata)
-    group_rows = layout.IMAGE_ROW_GROUP_ROWS if column is not None else layout.EXPORT_ROW_GROUP_ROWS
     with storage.open_atomic(out, task.relative) as handle:
-        layout.write_client_aligned(table, handle, group_rows)
+        record = write_prepared(task, handle, images)
     if not _matches(read_record(out, task.relative), task):
         storage.remove(out, task.relative)
         raise storage.StorageError(f"{out.url}/{task.relative}: the file read back does not hold what was written")

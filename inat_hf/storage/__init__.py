@@ -16,6 +16,7 @@ from inat_hf.storage.fetch import fetch_many
 from inat_hf.storage.files import (
     exists,
     file_token,
+    has_version,
     list_files,
     list_names,
     list_sizes,
@@ -47,6 +48,7 @@ __all__ = [
     "exists",
     "fetch_many",
     "file_token",
+    "has_version",
     "list_files",
     "list_names",
     "list_sizes",

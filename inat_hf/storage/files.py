@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import os
@@ -57,28 +58,52 @@ def size(loc: Location, relative: str = "") -> int:
     return int(info["size"])
 
 
+VERSION_KEYS = ("etag", "ETag", "mtime", "last_modified", "LastModified", "Last-Modified", "created", "Content-MD5")
+"""Keys of an fsspec ``info`` entry that change when the file changes: ETags (object stores, HTTP), modification
+times (local disk, S3, HTTP ``Last-Modified``), creation times (memory) and published checksums, first found wins."""
+HASH_CHUNK = 8 * 2**20
+"""Bytes read at a time to hash a file's content."""
+
+
 def file_token(loc: Location, relative: str = "") -> str:
     """A short string that changes when the file changes: its size and its ETag or modification time.
 
-    Cheap (one metadata request, no content read); used to key caches. Never holds a secret.
+    Cheap (one metadata request, no content read); used to key caches. Never holds a secret. A file whose
+    storage gives neither (an HTTP server without ``ETag`` or ``Last-Modified``, some archive filesystems)
+    is fingerprinted by its content: ``"{size}:sha256-{hex}"`` (:func:`content_token`, a full read), never by
+    its size alone, which would not change when the content does.
     """
     info = retrying(lambda: loc.fs.info(loc.path(relative)), loc, relative)
     if info.get("type") != "file":
         raise StorageError(loc.redact(f"{where(loc, relative)}: is a folder, not a file"))
-    return token_of(info)
+    token = token_of(info)
+    return token if has_version(token) else content_token(loc, relative)
 
 
 def token_of(info: dict) -> str:
-    """The :func:`file_token` of an fsspec ``info`` entry: ``"{size}:{etag or modification time}"``."""
-    version = next(
-        (
-            str(info[key])
-            for key in ("etag", "ETag", "mtime", "last_modified", "LastModified", "created")
-            if info.get(key)
-        ),
-        "",
-    )
+    """The token of an fsspec ``info`` entry: ``"{size}:{etag or modification time}"``; ``"{size}:"`` when the
+    entry has neither, ``":"`` when it has no size either (an HTTP folder's listing): see :func:`has_version`,
+    :func:`file_token` then asks for the file alone and hashes its content if need be.
+    """
+    if info.get("size") is None:
+        return ":"
+    version = next((str(info[key]) for key in VERSION_KEYS if info.get(key)), "")
     return f"{int(info['size'])}:{version}"
+
+
+def has_version(token: str) -> bool:
+    """Whether a :func:`token_of` token holds a version (an ETag, a time, a hash), not only a size."""
+    return not token.endswith(":")
+
+
+def content_token(loc: Location, relative: str = "") -> str:
+    """``"{size}:sha256-{hex}"`` of the file's content, read once as a stream (:data:`HASH_CHUNK` at a time)."""
+    digest, total = hashlib.sha256(), 0
+    with open_binary(loc, relative) as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+            total += len(chunk)
+    return f"{total}:sha256-{digest.hexdigest()}"
 
 
 def list_files(loc: Location, relative: str = "") -> list[str]:
