@@ -28,10 +28,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench_fetch import CONTAINER, _best, _Meter, raw_download
-from bench_fetch import prepare as builder_prepare
-
 from inat_hf.testing.azurite import AzuriteServer, running_azurite
+from inat_hf.testing.bench import CONTAINER, Meter, best_run, builder_prepare, raw_download, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES_TARGET_VS_BUILDER = 0.9
@@ -58,7 +56,7 @@ def dask_prepare(url: str, server: AzuriteServer, client: Any, out: Path, cache:
     from inat_hf.prepare import prepare
 
     options = {"connection_string": server.connection_string}
-    with _Meter(server) as meter:
+    with Meter(server) as meter:
         report = prepare(str(out), url, ["family_user"], storage_options=options, cache_dir=str(cache),
                          scheduler=client, progress=None)  # fmt: skip
     shutil.rmtree(out, ignore_errors=True)
@@ -153,7 +151,7 @@ def bench_prepare(args: argparse.Namespace) -> dict[str, Any]:
             scale.append(driver_run(str(full), work, "no images, full replica", 2000, False))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    best = {kind: _best(r) for kind, r in runs.items()}
+    best = {kind: best_run(r) for kind, r in runs.items()}
     dask_rate = best["dask"]["images_per_s"]
     ratios = {
         "vs_builder": dask_rate / best["builder"]["images_per_s"],
@@ -216,3 +214,7 @@ def _print_scale(scale: list[dict[str, Any]]) -> None:
         driver, worker = run["driver_peak_rss"] / gib, run["worker_peak_rss"] / gib
         print(f"{run['run']:<36}{run['files']:>6}{run['rows']:>10,}{run['planning_s']:>11.2f}{run['cluster_start_s']:>12.2f}"
               f"{driver:>10.2f}G{worker:>10.2f}G{run['seconds']:>8.1f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    run_main(__doc__, add_parser)

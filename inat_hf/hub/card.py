@@ -27,14 +27,21 @@ import pyarrow as pa
 from huggingface_hub import DatasetCardData
 
 from inat_hf import about, storage
+from inat_hf.analysis.plots import plot_client_sizes
+from inat_hf.analysis.stats import PartitionStats, compute_stats
+from inat_hf.analysis.summary import (
+    GRID_DEGREES,
+    TINY_CLIENT_SIZE,
+    TOP_CLIENT_FRACTION,
+    DataBiases,
+    compute_biases,
+    summarize,
+)
 from inat_hf.config import DEFAULT_CONFIG_NAME, INatFLConfig, config_for
 from inat_hf.manifest import Manifest, load_or_build, locate
 from inat_hf.metadata import load_metadata
 from inat_hf.partition import get_partitioner
-from inat_hf.plots import plot_client_sizes
 from inat_hf.schema import SPLITS
-from inat_hf.stats import PartitionStats, compute_stats
-from inat_hf.summary import GRID_DEGREES, TINY_CLIENT_SIZE, TOP_CLIENT_FRACTION, DataBiases, compute_biases, summarize
 from inat_hf.taxonomy import RANKS
 
 TAGS = ("federated-learning", "inaturalist", "non-iid", "biodiversity", "fine-grained", "taxonomy", "species")
@@ -53,7 +60,7 @@ class ConfigCard:
     ----------
     config : INatFLConfig
     stats : PartitionStats
-        :func:`inat_hf.stats.compute_stats` of the config's manifest.
+        :func:`inat_hf.analysis.stats.compute_stats` of the config's manifest.
     num_classes : int
         Names of the ``label`` ClassLabel (the rank's vocabulary).
     splits : dict of str to int

@@ -187,7 +187,7 @@ def prepare(
 
     Raises
     ------
-    inat_hf.examples.BadImageError
+    inat_hf.manifest.examples.BadImageError
         With ``on_bad_image="error"``: the file being written, the image and the reason.
     ValueError
         A bad config, scheduler or URL (a URL may not hold a credential).

@@ -2,8 +2,8 @@
 
 :func:`run_file` first looks for the file: if it is there, complete, and records the same prepare key and row
 range, the task reports it as ``reused`` and writes nothing. Otherwise it fetches the file's images through
-:mod:`inat_hf.storage` (concurrently, with the package's retries: :func:`inat_hf.examples.iter_fetched`),
-applies the bad-image policy and ``max_image_side`` (:func:`inat_hf.examples.vet_image`), builds the export's
+:mod:`inat_hf.storage` (concurrently, with the package's retries: :func:`inat_hf.manifest.examples.iter_fetched`),
+applies the bad-image policy and ``max_image_side`` (:func:`inat_hf.manifest.examples.vet_image`), builds the export's
 table (:func:`inat_hf.hub.export.rows_table`: the builder's features in the schema metadata) and writes it
 with client-aligned row groups and statistics through :func:`inat_hf.storage.open_atomic`, then reads the
 footer back to check the row count and the record.
@@ -26,9 +26,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from inat_hf import storage
-from inat_hf.examples import BadImageError, iter_fetched, vet_image
 from inat_hf.hub.export import rows_table
 from inat_hf.manifest import layout
+from inat_hf.manifest.examples import BadImageError, iter_fetched, vet_image
 from inat_hf.prepare.plan import FileTask
 
 RECORD_KEY = b"inat_fl_prepare"
@@ -130,7 +130,7 @@ def run_file(
 
     Raises
     ------
-    inat_hf.examples.BadImageError
+    inat_hf.manifest.examples.BadImageError
         With ``on_bad_image="error"``: the image's URL, the reason and the image id.
     StorageError
         If storage fails after the retries, or the file read back does not hold what was written.
