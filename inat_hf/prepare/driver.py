@@ -193,21 +193,13 @@ def prepare(
         A bad config, scheduler or URL (a URL may not hold a credential).
     """
     began = time.perf_counter()
-    extra = {k: v for k, v in (("max_image_side", max_image_side), ("on_bad_image", on_bad_image)) if v is not None}
-    wanted = [
-        config_for(c, **{**(overrides or {}), **extra}) if isinstance(c, str) else config_for(c.name, **{
-            **c.fingerprint_fields(), **extra}) for c in configs
-    ]  # fmt: skip
-    if not wanted or len({c.name for c in wanted}) != len(wanted):
-        raise ValueError(f"prepare needs distinct configs, at least one (e.g. 'family_user'); got {list(configs)}")
+    wanted = _wanted_configs(configs, overrides, max_image_side=max_image_side, on_bad_image=on_bad_image)
     source = storage.resolve(public_url(data_dir, "data_dir"), storage_options)
     out = storage.resolve(public_url(out_url, "out_url"), out_storage_options)
     with_images = {c.with_images for c in wanted}
     if len(with_images) != 1:
         raise ValueError("configs of one prepare run either all have images (with_images) or none")
-    data_url = public_url(data_dir, "data_dir")  # images beside the metadata by default, as the builder's
-    default_images = posixpath.dirname(data_url.rstrip("/")) if is_file_url(data_url) else data_url
-    images_url = public_url(images_dir or default_images, "images_dir") if with_images.pop() else None
+    images_url = _images_url(data_dir, images_dir) if with_images.pop() else None
     settings = Settings(public_url(out_url, "out_url"), images_url, include_user)
     rows_per_file = file_rows or (FILE_ROWS_WITH_IMAGES if images_url else FILE_ROWS_WITHOUT_IMAGES)
 
@@ -260,6 +252,31 @@ def prepare(
     if progress is not None:
         print(format_report(report), file=progress)
     return report
+
+
+def _wanted_configs(
+    configs: Sequence[str | INatFLConfig],
+    overrides: Mapping[str, Any] | None,
+    **fields: Any,
+) -> list[INatFLConfig]:
+    """The configs of a prepare run: names with ``overrides``, configs as they are; ``fields`` that are not
+    None (``max_image_side``, ``on_bad_image``) set on every one.
+    """
+    extra = {k: v for k, v in fields.items() if v is not None}
+    wanted = [
+        config_for(c, **{**(overrides or {}), **extra}) if isinstance(c, str) else config_for(c.name, **{
+            **c.fingerprint_fields(), **extra}) for c in configs
+    ]  # fmt: skip
+    if not wanted or len({c.name for c in wanted}) != len(wanted):
+        raise ValueError(f"prepare needs distinct configs, at least one (e.g. 'family_user'); got {list(configs)}")
+    return wanted
+
+
+def _images_url(data_dir: str, images_dir: str | None) -> str:
+    """Where the images are read: ``images_dir``, else beside the metadata (as the builder's default)."""
+    data_url = public_url(data_dir, "data_dir")
+    default_images = posixpath.dirname(data_url.rstrip("/")) if is_file_url(data_url) else data_url
+    return public_url(images_dir or default_images, "images_dir")
 
 
 def _named(err: BaseException, results: list[dict[str, Any]], plans: list[list[FileTask]], out: Any) -> BaseException:

@@ -46,7 +46,7 @@ try:
 except ImportError as err:
     raise ImportError(
         'inat_hf.train.flower.apps needs Flower: pip install "inaturalist-fl[flower]" '
-        '(or pip install "flwr[simulation]==1.42.0")'
+        "(the flower extra of pyproject.toml: the Flower version this project is tested with)"
     ) from err
 
 

@@ -41,7 +41,7 @@ try:
 except ImportError as err:
     raise ImportError(
         'inat_hf.train.flower.server needs Flower: pip install "inaturalist-fl[flower]" '
-        '(or pip install "flwr[simulation]==1.42.0")'
+        "(the flower extra of pyproject.toml: the Flower version this project is tested with)"
     ) from err
 
 
