@@ -38,8 +38,8 @@ from fsspec.implementations.local import LocalFileSystem
 
 from inat_hf import about, storage
 from inat_hf.config import DEFAULT_CONFIG_NAME, INatFLConfig, config_for, presets, validate
-from inat_hf.examples import image_location, iter_examples
 from inat_hf.manifest import Manifest, ManifestKey, load_or_build, locate, plan_shards, read_rows
+from inat_hf.manifest.examples import image_location, iter_examples
 from inat_hf.schema import SPLITS, features_for
 
 logger = logging.getLogger("inat_hf.builder")

@@ -21,43 +21,27 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import json
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from inat_hf.testing.bench import ROOT, add_split_arguments, ids_digest, prepare_split, run_main, split_builder
+
 CHECKED_CLIENTS = 25
 """Clients (of the timed ones) whose image ids must agree between ours and Flower's."""
 
 
-def _builder(params: dict[str, Any]) -> Any:
-    from inaturalist_fl import INaturalistFL
-
-    return INaturalistFL(
-        config_name=params["config"], data_dir=params["data"], with_images=False, cache_dir=params["cache"]
-    )
-
-
-def _digest(image_ids: list[list[int]]) -> str:
-    digest = hashlib.sha256()
-    for ids in image_ids:
-        digest.update(np.sort(np.asarray(ids, dtype=np.int64)).tobytes() + b"|")
-    return digest.hexdigest()[:16]
-
-
 def _task(which: str, params: dict[str, Any]) -> dict[str, Any]:
     """Load the prepared split (not timed), then time the first client and the later calls."""
-    train = _builder(params).as_dataset("train")
+    train = split_builder(params).as_dataset("train")
     gc.collect()  # the builder and its manifest go now, not during the timed part
     if which == "ours":
-        from inat_hf.clients import ClientData
+        from inat_hf.federated.clients import ClientData
 
         start = time.perf_counter()
         clients = ClientData(train)
@@ -90,7 +74,7 @@ def _task(which: str, params: dict[str, Any]) -> dict[str, Any]:
         "call_p90_ms": float(np.percentile(seconds, 90) * 1e3),
         "call_mean_ms": float(np.mean(seconds) * 1e3),
         "calls": len(seconds),
-        "checked_digest": _digest(checked),
+        "checked_digest": ids_digest(checked),
     }
 
 
@@ -110,23 +94,6 @@ def _run_child(which: str, params: dict[str, Any]) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _prepare(params: dict[str, Any], num_proc: int | None) -> dict[str, Any]:
-    """Write the replica's metadata if missing, then prepare the metadata-only dataset (cached)."""
-    data = Path(params["data"])
-    if not (data / "train.json").exists():
-        from inat_hf.replica import write_sample
-
-        print(f"writing the {params['scale']!r} replica's metadata to {data} ...", file=sys.stderr)
-        write_sample(str(data), scale=params["scale"], metadata_only=True, progress=True)
-    start = time.perf_counter()
-    builder = _builder(params)  # builds and caches the manifest the first time
-    init = time.perf_counter() - start
-    cached = Path(builder.cache_dir, "dataset_info.json").exists()
-    start = time.perf_counter()
-    builder.download_and_prepare(num_proc=num_proc)
-    return {"builder_init_seconds": init, "prepare_seconds": time.perf_counter() - start, "was_cached": cached}
-
-
 def bench_clients(args: argparse.Namespace) -> dict[str, Any]:
     """Run the ``clients`` benchmark; print a table and one JSON line."""
     params = {
@@ -137,7 +104,7 @@ def bench_clients(args: argparse.Namespace) -> dict[str, Any]:
         "calls": args.calls,
         "seed": args.seed,
     }
-    prepare = _prepare(params, args.num_proc)
+    prepare = prepare_split(params, args.num_proc)
     ours, flower = _run_child("ours", params), _run_child("flower", params)
     if (ours["clients"], ours["checked_digest"]) != (flower["clients"], flower["checked_digest"]):
         raise SystemExit(f"ours and Flower disagree on the clients: ours {ours}, Flower {flower}")
@@ -177,16 +144,6 @@ def bench_clients(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def add_split_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of the prepared full-scale split (shared with ``scripts/bench_partitioner.py``)."""
-    parser.add_argument("--data", default=str(ROOT / "bench_out" / "full"), help="replica folder (written if missing)")
-    parser.add_argument("--scale", default="full")
-    parser.add_argument("--cache", default=str(ROOT / "bench_out" / "clients_cache"), help="datasets cache_dir")
-    parser.add_argument("--config", default="family_user")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num-proc", type=int, default=2, help="download_and_prepare workers")
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``clients`` subcommand (``scripts/bench.py`` calls this)."""
     parser = subparsers.add_parser("clients", help="ClientData.client vs Flower's NaturalIdPartitioner")
@@ -199,7 +156,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "_child":
         _child(sys.argv[2], sys.argv[3])
     else:
-        cli = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-        add_parser(cli.add_subparsers(dest="bench", required=True))
-        options = cli.parse_args()
-        options.func(options)
+        run_main(__doc__, add_parser)

@@ -4,8 +4,8 @@ Writes a replica (``--scale small``: about 3,500 real JPEGs in ``train/``, ``val
 ``--work``, packs it as ``replica.tar.gz`` with ``tar -czf``, then for each of ``--repeat`` rounds extracts it
 
 * **tar**: ``tar -xzf replica.tar.gz -C DIR`` (GNU tar, one process, to local disk): the baseline;
-* **ours**: :func:`inat_hf.extract.extract_archive` (streaming ``r|gz`` through ``inat_hf.storage``, md5 verified,
-  ``--workers`` concurrent writes) to local disk, into a fresh folder;
+* **ours**: :func:`inat_hf.realcopy.extract.extract_archive` (streaming ``r|gz`` through ``inat_hf.storage``,
+  md5 verified, ``--workers`` concurrent writes) to local disk, into a fresh folder;
 * **ours, Azurite** (``--azurite``): the same into a container of a local Azurite (the emulator's CPU competes).
 
 Both local outputs are compared file by file (same bytes). The best round of each is shown (the machine may be
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from inat_hf.extract import extract_archive
+from inat_hf.realcopy.extract import extract_archive
 from inat_hf.replica import write_sample
 
 

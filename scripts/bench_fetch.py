@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from inat_hf.testing.azurite import AzuriteServer, running_azurite
+from inat_hf.testing.azurite import running_azurite
+from inat_hf.testing.bench import CONTAINER, best_run, builder_prepare, raw_download, run_main
 
-CONTAINER = "bench"
 TARGET_RATIO = 0.8
 
 
@@ -44,67 +42,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=2, help="interleaved rounds; the best of each is shown")
     parser.set_defaults(func=bench_fetch)
     return parser
-
-
-class _Meter:
-    """Wall time, CPU time of this process and its finished children, and Azurite's CPU time, over a block."""
-
-    def __init__(self, server: AzuriteServer) -> None:
-        self.server = server
-
-    @staticmethod
-    def _own_cpu() -> float:
-        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-    def __enter__(self) -> _Meter:
-        self.start = (time.perf_counter(), self._own_cpu(), self.server.cpu_seconds())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        wall, cpu, azurite_cpu = self.start
-        self.seconds = time.perf_counter() - wall
-        self.cpu = self._own_cpu() - cpu
-        self.azurite_cpu = self.server.cpu_seconds() - azurite_cpu
-
-    def result(self, images: int, **extra: Any) -> dict[str, Any]:
-        """The measures of ``images`` images: per second, and CPU milliseconds per image on each side."""
-        return {**extra, "images": images, "seconds": self.seconds, "images_per_s": images / self.seconds,
-                "client_cpu_ms_per_image": 1000 * self.cpu / images,
-                "azurite_cpu_ms_per_image": 1000 * self.azurite_cpu / images}  # fmt: skip
-
-
-def raw_download(server: AzuriteServer, prefix: str, workers: int) -> dict[str, Any]:
-    """Download every ``.jpg`` blob under ``prefix`` with azure-storage-blob from a thread pool."""
-    from azure.storage.blob import BlobServiceClient
-
-    with BlobServiceClient.from_connection_string(server.connection_string) as service:
-        container = service.get_container_client(CONTAINER)
-        names = [b.name for b in container.list_blobs(name_starts_with=prefix) if b.name.endswith(".jpg")]
-        with _Meter(server) as meter, ThreadPoolExecutor(workers) as pool:
-            sizes = list(pool.map(lambda name: len(container.download_blob(name).readall()), names))
-    return meter.result(len(sizes), bytes=sum(sizes))
-
-
-def prepare(url: str, server: AzuriteServer, num_proc: int, cache_dir: Path) -> dict[str, Any]:
-    """Time ``download_and_prepare`` of ``family_user`` from Azurite in a fresh cache (after the manifest)."""
-    from inaturalist_fl import INaturalistFL
-
-    builder = INaturalistFL(
-        config_name="family_user",
-        data_dir=url,
-        storage_options={"connection_string": server.connection_string},
-        cache_dir=str(cache_dir),
-    )
-    with _Meter(server) as meter:
-        builder.download_and_prepare(num_proc=num_proc)
-    images = sum(split.num_examples for split in builder.info.splits.values())
-    written = sum(split.num_bytes for split in builder.info.splits.values())
-    return meter.result(images, num_proc=num_proc, arrow_bytes=written)
-
-
-def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    return max(runs, key=lambda run: run["images_per_s"])
 
 
 def bench_fetch(args: argparse.Namespace) -> dict[str, Any]:
@@ -131,13 +68,14 @@ def bench_fetch(args: argparse.Namespace) -> dict[str, Any]:
             for round_ in range(args.repeat):  # interleaved, so that a slow spell hits every kind of run
                 raw.append(raw_download(server, "inat/", args.workers))
                 for n in args.num_proc:
-                    runs[n].append(prepare(url, server, n, work / f"cache-{round_}-{n}"))
+                    runs[n].append(builder_prepare(url, server, n, work / f"cache-{round_}-{n}"))
             raw.append(raw_download(server, "inat/", args.workers))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    best_raw = _best(raw)
+    best_raw = best_run(raw)
     best = {
-        n: {**_best(r), "ratio_vs_raw": _best(r)["images_per_s"] / best_raw["images_per_s"]} for n, r in runs.items()
+        n: {**best_run(r), "ratio_vs_raw": best_run(r)["images_per_s"] / best_raw["images_per_s"]}
+        for n, r in runs.items()
     }
     result = {
         "bench": "fetch",
@@ -166,3 +104,7 @@ def bench_fetch(args: argparse.Namespace) -> dict[str, Any]:
     print(f"target: prepare >= {TARGET_RATIO}x raw: {'met' if result['meets_target'] else 'NOT met'}")
     print(json.dumps(result))
     return result
+
+
+if __name__ == "__main__":
+    run_main(__doc__, add_parser)

@@ -24,22 +24,26 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_clients import _builder, _digest, _prepare, add_split_arguments  # the same prepared split
+from inat_hf.testing.bench import (  # the prepared split of bench_clients.py
+    ROOT,
+    add_split_arguments,
+    ids_digest,
+    prepare_split,
+    run_main,
+    split_builder,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 CHECKED = 25
 
 
 def _task(mode: str, params: dict[str, Any]) -> dict[str, Any]:
-    from inat_hf.flower import INatPartitioner
+    from inat_hf.federated.partitioner import INatPartitioner
 
-    train = _builder(params).as_dataset("train")
+    train = split_builder(params).as_dataset("train")
     dataset = train.shuffle(seed=42) if mode == "grouped" else train
     partitioner = INatPartitioner()
     partitioner.dataset = dataset
@@ -64,7 +68,7 @@ def _task(mode: str, params: dict[str, Any]) -> dict[str, Any]:
         "load_median_ms": float(np.median(seconds) * 1e3),
         "load_p90_ms": float(np.percentile(seconds, 90) * 1e3),
         "calls": len(seconds),
-        "checked_digest": _digest(checked),
+        "checked_digest": ids_digest(checked),
     }
 
 
@@ -90,7 +94,7 @@ def bench_partitioner(args: argparse.Namespace) -> dict[str, Any]:
         "calls": args.calls,
         "seed": args.seed,
     }
-    _prepare(params, args.num_proc)
+    prepare_split(params, args.num_proc)
     runs = {mode: _run_child(mode, params) for mode in ("contiguous", "grouped")}
     if runs["contiguous"]["checked_digest"] != runs["grouped"]["checked_digest"]:
         raise SystemExit(f"the two paths disagree on the partitions' image ids: {runs}")
@@ -129,7 +133,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "_child":
         print(json.dumps(_task(sys.argv[2], json.loads(sys.argv[3]))))
     else:
-        cli = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-        add_parser(cli.add_subparsers(dest="bench", required=True))
-        options = cli.parse_args()
-        options.func(options)
+        run_main(__doc__, add_parser)

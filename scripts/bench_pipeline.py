@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from inat_hf.testing.bench import run_main
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -94,7 +96,4 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 if __name__ == "__main__":
-    cli = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_parser(cli.add_subparsers(dest="bench", required=True))
-    options = cli.parse_args()
-    options.func(options)
+    run_main(__doc__, add_parser)

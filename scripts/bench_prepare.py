@@ -33,10 +33,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench_fetch import CONTAINER, _best, _Meter, raw_download
-from bench_fetch import prepare as builder_prepare
-
 from inat_hf.testing.azurite import AzuriteServer, running_azurite
+from inat_hf.testing.bench import CONTAINER, Meter, best_run, builder_prepare, raw_download, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES_TARGET_VS_BUILDER = 0.9
@@ -58,7 +56,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--task-rows", default="300,3000,30000", help="rows of the one client of each task")
     parser.add_argument("--batch-rows", type=int, help="rows per batch of a task (default: prepare's, 256)")
     parser.add_argument("--data", help="--task-rss: a replica with JPEGs to use (default: write the small one)")
-    parser.set_defaults(func=bench_prepare)
+    parser.set_defaults(func=bench_mode)
     return parser
 
 
@@ -67,7 +65,7 @@ def dask_prepare(url: str, server: AzuriteServer, client: Any, out: Path, cache:
     from inat_hf.prepare import prepare
 
     options = {"connection_string": server.connection_string}
-    with _Meter(server) as meter:
+    with Meter(server) as meter:
         report = prepare(str(out), url, ["family_user"], storage_options=options, cache_dir=str(cache),
                          scheduler=client, progress=None)  # fmt: skip
     shutil.rmtree(out, ignore_errors=True)
@@ -117,20 +115,26 @@ def driver_run(data: str, work: Path, name: str, rows: int, images: bool) -> dic
     return {"run": name, "file_rows": rows, "images": images, **result}
 
 
-def bench_prepare(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the benchmark (see the module docstring); print a table and one JSON line."""
+def bench_mode(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the mode asked for: ``--only-full``, ``--task-rss`` or the whole benchmark."""
     import datasets
-    from distributed import Client, LocalCluster
-
-    from inat_hf.config import config_for
-    from inat_hf.manifest import load_or_build_manifest
-    from inat_hf.replica import write_sample
 
     datasets.disable_progress_bars()
     if args.only_full:
         return _only_full(args)
     if args.task_rss:
         return _task_rss(args)
+    return bench_prepare(args)
+
+
+def bench_prepare(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the benchmark (see the module docstring); print a table and one JSON line."""
+    from distributed import Client, LocalCluster
+
+    from inat_hf.config import config_for
+    from inat_hf.manifest import load_or_build_manifest
+    from inat_hf.replica import write_sample
+
     work = Path(tempfile.mkdtemp(prefix="inat-bench-prepare-"))
     runs: dict[str, list[dict[str, Any]]] = {"raw": [], "builder": [], "dask": []}
     scale: list[dict[str, Any]] = []
@@ -164,7 +168,7 @@ def bench_prepare(args: argparse.Namespace) -> dict[str, Any]:
             scale.append(driver_run(str(full), work, "no images, full replica", 2000, False))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    best = {kind: _best(r) for kind, r in runs.items()}
+    best = {kind: best_run(r) for kind, r in runs.items()}
     dask_rate = best["dask"]["images_per_s"]
     ratios = {
         "vs_builder": dask_rate / best["builder"]["images_per_s"],
@@ -297,3 +301,7 @@ def _task_rss(args: argparse.Namespace) -> dict[str, Any]:
     result = {"bench": "prepare-task-rss", "runs": runs, "load_average": list(os.getloadavg())}
     print(json.dumps(result))
     return result
+
+
+if __name__ == "__main__":
+    run_main(__doc__, add_parser)

@@ -12,7 +12,7 @@ r"""Federated ViT fine-tuning as a Flower simulation: a ClientApp per client, Fl
     # a manifest-only export plus your images (or an export written with images: no --images-dir)
     python scripts/flower_sim.py --export out/export --images-dir out/small --tiny --rounds 5 --out out/flower
 
-Each Flower node ``partition-id`` ``i`` trains on partition ``i`` of ``inat_hf.flower.INatPartitioner``
+Each Flower node ``partition-id`` ``i`` trains on partition ``i`` of ``inat_hf.federated.partitioner.INatPartitioner``
 (the ``i``-th client of the ``train`` split in client-id order) for ``--local-epochs`` with
 ``inat_hf``'s training code and returns its weights and example count; the ``ServerApp`` runs Flower's
 ``FedAvg`` (``FedAvgM`` with ``--server-momentum`` or ``--server-lr``) over ``--clients-per-round`` nodes
@@ -20,7 +20,7 @@ per round for ``--rounds`` rounds and evaluates the global model on the ``valida
 training and after every round. Runs through ``flwr.simulation.run_simulation`` (Ray backend); each
 client gets ``--client-cpus`` CPUs and ``--client-gpus`` GPUs (default: 1 on CUDA, else 0). Outputs in
 ``--out``, as ``scripts/finetune_vit.py`` writes them: ``metrics.json``, ``metrics.csv``,
-``accuracy.png``. The apps are in :mod:`inat_hf.train.flower_apps` and :mod:`inat_hf.train.flower_server`.
+``accuracy.png``. The apps are in :mod:`inat_hf.train.flower.apps` and :mod:`inat_hf.train.flower.server`.
 Needs the ``flower`` extra.
 """
 
@@ -35,18 +35,16 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from finetune_vit import (  # the same data, model and optimisation options
+from inat_hf.cli.common import parse_overrides
+from inat_hf.train.fedavg import FedAvgSettings
+from inat_hf.train.flower.apps import ModelSpec
+from inat_hf.train.flower.server import run_flower_simulation
+from inat_hf.train.options import (  # the same data, model and optimisation options as finetune_vit.py
     add_data_arguments,
     add_model_arguments,
     add_optimisation_arguments,
     data_source,
 )
-
-from inat_hf.cli import parse_overrides
-from inat_hf.train.fedavg import FedAvgSettings
-from inat_hf.train.flower_apps import ModelSpec
-from inat_hf.train.flower_server import run_flower_simulation
 from inat_hf.train.report import round_reporter
 from inat_hf.train.training import LocalSettings, pick_device, seed_everything
 

@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 
 from inat_hf.builder import skipped_rows
-from inat_hf.examples import BadImageError, check_image, example_key, iter_examples
 from inat_hf.manifest import plan_shards, read_rows
+from inat_hf.manifest.examples import BadImageError, check_image, example_key, iter_examples
 from inat_hf.metadata import load_metadata
 from inat_hf.schema import SPLITS
 from inaturalist_fl import INaturalistFL

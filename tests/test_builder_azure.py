@@ -12,7 +12,7 @@ import datasets
 import pytest
 
 from inat_hf.builder import skipped_rows
-from inat_hf.examples import BadImageError
+from inat_hf.manifest.examples import BadImageError
 from inat_hf.replica import write_sample
 from inat_hf.schema import SPLITS
 from inaturalist_fl import INaturalistFL

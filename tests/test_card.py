@@ -16,6 +16,8 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard
 from PIL import Image
 
+from inat_hf.analysis.stats import compute_stats
+from inat_hf.analysis.summary import compute_biases
 from inat_hf.cli import main
 from inat_hf.config import config_for
 from inat_hf.hub.card import (
@@ -30,8 +32,6 @@ from inat_hf.hub.card import (
 from inat_hf.manifest import load_or_build_manifest
 from inat_hf.metadata import load_metadata
 from inat_hf.schema import SPLITS
-from inat_hf.stats import compute_stats
-from inat_hf.summary import compute_biases
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("class_geo1k", "family_user")  # the default second: the card lists it first anyway

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from test_secrets import FAKE_KEY, Scanner, bad_connection_string
 
-from inat_hf.check import OFFICIAL_COUNTS, USERS_CSV, check_data, sample_rows
 from inat_hf.cli import main
 from inat_hf.metadata import load_metadata
 from inat_hf.metadata.users import user_table, write_user_table
+from inat_hf.realcopy.check import OFFICIAL_COUNTS, USERS_CSV, check_data, sample_rows
 from inat_hf.replica import write_sample
 
 TINY = {"train images": 131, "train species": 20, "train users": 10, "train_mini images": 40,

@@ -89,7 +89,7 @@ def _config_fields() -> set[str]:
 
 
 def test_every_config_field_is_covered():
-    from inat_hf.overrides import field_types
+    from inat_hf.cli.overrides import field_types
 
     assert set(GOOD) == set(BAD) == set(field_types()) == _config_fields()  # a new field needs its cases here
 

@@ -12,16 +12,15 @@ import pytest
 
 import inat_hf.manifest.layout as layout_module
 from inat_hf import ClientData
-from inat_hf.clients import (
+from inat_hf.federated.clients import client_runs
+from inat_hf.federated.dataset_state import (
     DATASET_STATE,
-    ClientStream,
-    client_runs,
     contiguous_slice,
     dataset_fingerprint,
     has_indices_mapping,
-    stream_client,
     table_rows,
 )
+from inat_hf.federated.stream import ClientStream, stream_client
 from inaturalist_fl import INaturalistFL
 
 
@@ -95,7 +94,7 @@ def test_datasets_still_has_the_state_that_contiguous_slice_sets(train):
     """contiguous_slice is the one place that uses datasets' private state: this fails if datasets changes it."""
     state = vars(train.dataset)
     missing = [name for name in DATASET_STATE if name not in state]
-    assert not missing, f"datasets no longer has {missing}: update inat_hf.clients.contiguous_slice"
+    assert not missing, f"datasets no longer has {missing}: update inat_hf.federated.dataset_state.contiguous_slice"
     part = contiguous_slice(train.dataset, 3, 4, "f" * 16)
     reference = train.dataset.select(range(3, 7))
     assert part[:] == reference[:] and part.features == reference.features and part.format == reference.format

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from inat_hf import extract as extract_module
 from inat_hf.cli import main
-from inat_hf.extract import ExtractError, extract_archive, official_archives
+from inat_hf.realcopy import extract as extract_module
+from inat_hf.realcopy.extract import ExtractError, extract_archive, official_archives
 from inat_hf.storage import list_sizes, read_bytes, resolve
 
 FOLDERS = ("train", "val", "train_mini")

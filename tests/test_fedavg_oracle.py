@@ -22,7 +22,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 from flwr.supercore.task_identity import TaskIdentity
 
 from inat_hf.train.fedavg import FedAvgSettings, WeightedAverage, fedavg, server_update
-from inat_hf.train.flower_server import make_strategy
+from inat_hf.train.flower.server import make_strategy
 
 EXAMPLES = [1, 3, 4]
 CLIENTS = [
@@ -103,7 +103,7 @@ def flower_run():
 
 
 def _replies(states, examples):
-    """Client replies as ``inat_hf.train.flower_apps`` sends them: weights and the metrics of a round."""
+    """Client replies as ``inat_hf.train.flower.apps`` sends them: weights and the metrics of a round."""
     sent = Message(RecordDict({"config": ConfigRecord({"x": 1})}), dst_node_id=1, message_type="train")
     replies = []
     for client_id, (state, n) in enumerate(zip(states, examples, strict=True)):

@@ -12,8 +12,8 @@ from flwr_datasets import FederatedDataset
 from flwr_datasets.partitioner import NaturalIdPartitioner, Partitioner
 
 from inat_hf import ClientData
-from inat_hf.clients import has_indices_mapping
-from inat_hf.flower import ClientGroups, INatPartitioner
+from inat_hf.federated.dataset_state import has_indices_mapping
+from inat_hf.federated.partitioner import ClientGroups, INatPartitioner
 from inaturalist_fl import INaturalistFL
 
 
@@ -159,6 +159,6 @@ def test_missing_flwr_datasets_says_how_to_install(monkeypatch):
     for name in [n for n in sys.modules if n == "flwr_datasets" or n.startswith("flwr_datasets.")]:
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setitem(sys.modules, "flwr_datasets", None)
-    monkeypatch.delitem(sys.modules, "inat_hf.flower")
+    monkeypatch.delitem(sys.modules, "inat_hf.federated.partitioner")
     with pytest.raises(ImportError, match=r"pip install --no-deps flwr-datasets"):
-        importlib.import_module("inat_hf.flower")
+        importlib.import_module("inat_hf.federated.partitioner")

@@ -1,4 +1,4 @@
-"""Flower: the ClientApp/ServerApp of ``inat_hf.train.flower_apps`` / ``flower_server`` and
+"""Flower: the ClientApp/ServerApp of ``inat_hf.train.flower.apps`` / ``inat_hf.train.flower.server`` and
 ``scripts/flower_sim.py``, run for real through ``flwr.simulation.run_simulation`` (Ray backend).
 
 The ``small`` replica (images capped at 64 px), ``family_user``, a tiny random ViT on CPU. The Ray run's
@@ -26,8 +26,8 @@ from test_finetune import FAMILIES, MAX_SIDE, REPO_ROOT, ROUND_KEYS  # the same 
 from inat_hf import ClientData
 from inat_hf.train.datasource import DataSource
 from inat_hf.train.fedavg import FedAvgSettings, fedavg, run_fedavg, server_update
-from inat_hf.train.flower_apps import ModelSpec, train_config, train_partition
-from inat_hf.train.flower_server import ClientFailedError, make_strategy, run_flower_simulation
+from inat_hf.train.flower.apps import ModelSpec, train_config, train_partition
+from inat_hf.train.flower.server import ClientFailedError, make_strategy, run_flower_simulation
 from inat_hf.train.training import (
     LocalSettings,
     label_names,

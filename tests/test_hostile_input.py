@@ -37,7 +37,7 @@ from reliability import record
 import inat_hf.metadata.json_stream as official_json
 from inat_hf import MetadataError, StorageError, load_metadata, metadata_report
 from inat_hf.builder import skipped_rows
-from inat_hf.examples import BadImageError
+from inat_hf.manifest.examples import BadImageError
 from inaturalist_fl import INaturalistFL
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "tfds_dummy"

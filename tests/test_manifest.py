@@ -176,7 +176,7 @@ def test_a_manifest_built_by_inat_fl_stats_is_the_one_the_builder_reads(tiny_rep
     manifest instead of the metadata (here made unreadable, with its size and mtime kept, so that only a
     re-read would notice)."""
     from inat_hf.cli import main
-    from inat_hf.clients import ClientStream
+    from inat_hf.federated.stream import ClientStream
     from inaturalist_fl import INaturalistFL
 
     data, cache = tmp_path / "data", tmp_path / "cache"

@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from inat_hf.cli import main
-from inat_hf.clients import ClientData
 from inat_hf.config import config_for
-from inat_hf.examples import BadImageError
+from inat_hf.federated.clients import ClientData
 from inat_hf.hub.export import read_client
 from inat_hf.manifest import load_or_build_manifest
+from inat_hf.manifest.examples import BadImageError
 from inat_hf.prepare import REPORT_FILE, Settings, plan_files, prepare, read_record
 from inat_hf.storage import resolve
 from inaturalist_fl import INaturalistFL

@@ -56,3 +56,21 @@ def test_the_reference_data_is_in_the_repository_with_its_notice() -> None:
         relative = path.relative_to(data).as_posix()
         assert relative in notice, f"tests/data/NOTICE does not name the source and licence of {relative}"
     assert "Apache License, Version 2.0" in notice
+
+
+def test_no_text_points_to_the_projects_notes_outside_the_repository() -> None:
+    """Prose too (Markdown, docstrings): a reader of a clone cannot follow a pointer to the shared notes."""
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    needles = ("shared folder", "DESIGN.md", "shared/data/", "../shared")
+    bad = []
+    for name in files:
+        path = REPO_ROOT / name
+        if path.suffix not in {".py", ".md", ".toml", ".sh", ".txt"} or not path.is_file():
+            continue
+        if name == "tests/test_self_contained.py":
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        bad += [f"{name}: {needle!r}" for needle in needles if needle in text]
+    assert not bad, f"text that refers to a file outside the repository (a clone does not have it): {bad}"

@@ -15,6 +15,8 @@ import pytest
 from PIL import Image
 
 from inat_hf import storage
+from inat_hf.analysis.plots import label_matrix, plot_client_sizes, plot_label_heatmap
+from inat_hf.analysis.stats import compute_stats, format_stats, label_skew, train_rows
 from inat_hf.cli import main
 from inat_hf.config import config_for
 from inat_hf.errors import MetadataError
@@ -27,8 +29,6 @@ from inat_hf.metadata.users import (
     user_table,
     write_user_table,
 )
-from inat_hf.plots import label_matrix, plot_client_sizes, plot_label_heatmap
-from inat_hf.stats import compute_stats, format_stats, label_skew, train_rows
 
 # --- a hand-made manifest with known answers --------------------------------------------------------------
 # train: client 0 labels [0, 0, 1, 1], client 1 [0], client 2 [2, 2, 2]; client 3 is held out (2 test rows);

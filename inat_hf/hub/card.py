@@ -27,13 +27,27 @@ import pyarrow as pa
 from huggingface_hub import DatasetCardData
 
 from inat_hf import about, storage
+from inat_hf.analysis.plots import plot_client_sizes
+from inat_hf.analysis.stats import PartitionStats, compute_stats
+from inat_hf.analysis.summary import (
+    GRID_DEGREES,
+    TINY_CLIENT_SIZE,
+    TOP_CLIENT_FRACTION,
+    DataBiases,
+    compute_biases,
+    summarize,
+)
 from inat_hf.config import DEFAULT_CONFIG_NAME, INatFLConfig, config_for
+from inat_hf.hub.card_text import (
+    builder_kwargs,
+    configs_table,
+    fmt_num,
+    fmt_pct,
+    scheme_text,
+    set_flags,
+)
 from inat_hf.manifest import Manifest, load_config_metadata, load_or_build, locate
-from inat_hf.partition import get_partitioner
-from inat_hf.plots import plot_client_sizes
 from inat_hf.schema import SPLITS
-from inat_hf.stats import PartitionStats, compute_stats
-from inat_hf.summary import GRID_DEGREES, TINY_CLIENT_SIZE, TOP_CLIENT_FRACTION, DataBiases, compute_biases, summarize
 from inat_hf.taxonomy import RANKS
 
 TAGS = ("federated-learning", "inaturalist", "non-iid", "biodiversity", "fine-grained", "taxonomy", "species")
@@ -52,7 +66,7 @@ class ConfigCard:
     ----------
     config : INatFLConfig
     stats : PartitionStats
-        :func:`inat_hf.stats.compute_stats` of the config's manifest.
+        :func:`inat_hf.analysis.stats.compute_stats` of the config's manifest.
     num_classes : int
         Names of the ``label`` ClassLabel (the rank's vocabulary).
     splits : dict of str to int
@@ -124,65 +138,6 @@ def card_data(configs: Sequence[ConfigCard], *, default_config: str, num_example
     )
 
 
-def _num(value: float, digits: int = 1) -> str:
-    if math.isnan(value):
-        return "-"
-    return f"{int(value):,}" if float(value).is_integer() else f"{value:,.{digits}f}"
-
-
-def _pct(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.1f}%" if whole else "-"
-
-
-def _scheme_text(config: INatFLConfig) -> str:
-    """How a config cuts the data, from its fields."""
-    fixed = get_partitioner(config.scheme).fixed
-    if config.scheme == "user":
-        text = "one client per photographer" if config.group_size == 1 else f"{config.group_size} photographers"
-    elif "max_cell_size" in fixed:
-        text = f"adaptive geographic cells of at most {fixed['max_cell_size']:,} images (Geo-N of Hsu et al.)"
-    elif config.scheme == "dirichlet":
-        text = f"{config.num_partitions:,} clients, labels drawn from Dirichlet(α = {config.alpha:g})"
-    else:
-        text = f"{config.num_partitions:,} clients of uniformly random images"
-    if config.min_client_size > 1:
-        text += f"; clients under {config.min_client_size:,} images dropped"
-    if config.train_split != "train":
-        text += f"; clients, labels and test rows from `{config.train_split}` (not `train`)"
-    return text
-
-
-def config_overrides(config: INatFLConfig) -> dict[str, Any]:
-    """The fields of ``config`` that differ from its preset ``{rank}_{scheme}`` (``train_split``, ...)."""
-    preset = config_for(f"{config.rank}_{config.scheme}").fingerprint_fields()
-    return {k: v for k, v in config.fingerprint_fields().items() if k not in ("rank", "scheme") and preset[k] != v}
-
-
-def _set_flags(configs: Sequence[ConfigCard]) -> str:
-    """``--set FIELD=VALUE`` flags of the overrides that all the configs share (what ``inat-fl card`` takes)."""
-    shared = set.intersection(*(set(config_overrides(card.config).items()) for card in configs))
-    words = {None: "none", True: "true", False: "false"}
-    return "".join(f" --set {k}={words.get(v, v) if isinstance(v, bool | None) else v}" for k, v in sorted(shared))
-
-
-def _builder_kwargs(config: INatFLConfig) -> str:
-    """The builder's keyword arguments that give ``config`` from its preset (``, train_split="train_mini"``)."""
-    fields = config_overrides(config).items()
-    return "".join(f', {k}="{v}"' if isinstance(v, str) else f", {k}={v!r}" for k, v in fields)
-
-
-def _configs_table(configs: Sequence[ConfigCard]) -> str:
-    header = ["config", "rank", "scheme", "clients", *SPLITS, "classes", "median client size", "label skew (TV)"]
-    rows = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
-    for card in configs:
-        s = card.stats
-        cells = [f"`{card.name}`", card.config.rank, card.config.scheme, f"{s.num_clients:,}"]
-        cells += [f"{s.examples.get(split, 0):,}" for split in SPLITS]
-        cells += [f"{card.num_classes:,}", _num(s.client_size.median), _num(s.label_skew_tv, 3)]
-        rows.append("| " + " | ".join(cells) + " |")
-    return "\n".join(rows)
-
-
 @functools.cache
 def _sections() -> dict[str, Template]:
     """The sections of ``card_template.md``, by name."""
@@ -200,21 +155,21 @@ def _limitations(b: DataBiases, pool: str) -> str:
         "limitations",
         pool=pool,
         train_images=f"{b.train_images:,}",
-        located_share=_pct(b.located, b.train_images),
-        northern_share=_pct(b.northern, b.located),
+        located_share=fmt_pct(b.located, b.train_images),
+        northern_share=fmt_pct(b.northern, b.located),
         num_top_cells=len(b.top_cells),
         grid=GRID_DEGREES,
         occupied_cells=f"{b.occupied_cells:,}",
-        top_share=_pct(sum(n for _, n in b.top_cells), b.located),
-        cells=", ".join(f"{name} ({_pct(n, b.located)})" for name, n in b.top_cells),
+        top_share=fmt_pct(sum(n for _, n in b.top_cells), b.located),
+        cells=", ".join(f"{name} ({fmt_pct(n, b.located)})" for name, n in b.top_cells),
         top_fraction=f"{TOP_CLIENT_FRACTION:.0%}",
         users=f"{b.users:,}",
         top_users=f"{b.top_users:,}",
-        top_users_share=_pct(b.top_users_images, b.train_images),
-        tiny_share=_pct(b.tiny_users, b.users),
+        top_users_share=fmt_pct(b.top_users_images, b.train_images),
+        tiny_share=fmt_pct(b.tiny_users, b.users),
         tiny_size=TINY_CLIENT_SIZE,
-        tiny_images_share=_pct(b.tiny_users_images, b.train_images),
-        kingdoms=", ".join(f"{name} {_pct(n, b.train_images)}" for name, n in b.kingdom_images),
+        tiny_images_share=fmt_pct(b.tiny_users_images, b.train_images),
+        kingdoms=", ".join(f"{name} {fmt_pct(n, b.train_images)}" for name, n in b.kingdom_images),
         species_min=f"{b.species_images_min:,}",
         species_max=f"{b.species_images_max:,}",
     )
@@ -222,7 +177,7 @@ def _limitations(b: DataBiases, pool: str) -> str:
 
 def _taxonomy(rank_counts: Mapping[str, int], configs: Sequence[ConfigCard], pool: str) -> str:
     used = {card.config.rank: card.num_classes for card in configs}
-    rows = [f"| {rank} | {rank_counts.get(rank, 0):,} | {_num(used.get(rank, math.nan))} |" for rank in RANKS]
+    rows = [f"| {rank} | {rank_counts.get(rank, 0):,} | {fmt_num(used.get(rank, math.nan))} |" for rank in RANKS]
     return "\n".join([f"| rank | names in {pool} | classes of the configs above |", "|---|---:|---:|", *rows])
 
 
@@ -267,17 +222,17 @@ def render_card(
     default = next(card for card in configs if card.name == default_config)
     parts = [f"---\n{data.to_yaml(original_order=list(_YAML_ORDER))}\n---\n", f"# {about.PRETTY_NAME}\n"]
     if replica_note:
-        flags = " ".join(f"--config {c.name}" for c in configs) + _set_flags(configs)
+        flags = " ".join(f"--config {c.name}" for c in configs) + set_flags(configs)
         parts.append(_section("replica_notice", note=replica_note.strip(), config_flags=flags))
     images = ", ".join(f"{n:,} {split}" for split, n in split_sizes.items())
     parts.append(_section("intro", images=images, species=f"{rank_counts.get('species', 0):,}", users=f"{users:,}"))
-    schemes = "\n".join(f"- `{c.name}`: {c.config.rank} labels; {_scheme_text(c.config)}." for c in configs)
-    parts.append(_section("configurations", schemes=schemes, table=_configs_table(configs)))
+    schemes = "\n".join(f"- `{c.name}`: {c.config.rank} labels; {scheme_text(c.config)}." for c in configs)
+    parts.append(_section("configurations", schemes=schemes, table=configs_table(configs)))
     if figure:
         size = default.stats.client_size
-        median, p90, largest = _num(size.median), _num(size.p90), _num(size.max)
+        median, p90, largest = fmt_num(size.median), fmt_num(size.p90), fmt_num(size.max)
         parts.append(_section("figure", default=default.name, figure=figure, median=median, p90=p90, largest=largest))
-    kwargs = _builder_kwargs(default.config)
+    kwargs = builder_kwargs(default.config)
     parts.append(_section("loading", default=default.name, repo_id=repo_id, builder_kwargs=kwargs))
     pool = default.config.train_split  # the card's numbers describe the default config's train pool
     parts.append(_section("taxonomy", table=_taxonomy(rank_counts, configs, pool)))

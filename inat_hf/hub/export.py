@@ -39,9 +39,9 @@ from huggingface_hub import DatasetCard
 from inat_hf import storage
 from inat_hf.config import INatFLConfig, config_for
 from inat_hf.errors import StorageNotFoundError
-from inat_hf.examples import check_image, image_location
 from inat_hf.hub.card import card_from_exports
 from inat_hf.manifest import Manifest, client_row_groups, layout, load_or_build, locate, row_group_bounds
+from inat_hf.manifest.examples import check_image, image_location
 from inat_hf.metadata import load_metadata
 from inat_hf.schema import SPLITS, features_for
 from inat_hf.taxonomy import RANKS

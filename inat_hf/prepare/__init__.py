@@ -15,7 +15,7 @@ that are missing or do not match (and, with ``redo_skipped``, the files that ski
 same bytes (:mod:`~inat_hf.prepare.driver`). Schedulers and credentials: :mod:`~inat_hf.prepare.engine`.
 """
 
-from inat_hf.prepare.driver import REPORT_FILE, format_report, prepare
+from inat_hf.prepare.driver import prepare
 from inat_hf.prepare.plan import (
     BATCH_ROWS,
     FILE_ROWS_WITH_IMAGES,
@@ -24,6 +24,7 @@ from inat_hf.prepare.plan import (
     Settings,
     plan_files,
 )
+from inat_hf.prepare.report import REPORT_FILE, format_report
 from inat_hf.prepare.stream import RECORD_KEY
 from inat_hf.prepare.task import read_record, run_file
 

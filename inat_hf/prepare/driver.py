@@ -12,13 +12,11 @@ says what was done.
 
 from __future__ import annotations
 
-import json
 import posixpath
 import sys
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import pyarrow as pa
@@ -42,49 +40,7 @@ from inat_hf.prepare.plan import (
     public_url,
     with_rows,
 )
-from inat_hf.prepare.task import peak_rss
-
-REPORT_FILE = "prepare_report.json"
-SHOWN_FILES = 10
-"""Files with skipped rows named in the end-of-run summary (the report lists all of them)."""
-
-
-@dataclass
-class Progress:
-    """Files done / planned and images/s on the driver, a line at most every ``every`` seconds."""
-
-    planned: int
-    stream: TextIO | None = sys.stderr
-    every: float = 2.0
-    done: int = 0
-    reused: int = 0
-    images: int = 0
-    started: float = field(default_factory=time.perf_counter)
-    _shown: float = 0.0
-
-    def update(self, result: Mapping[str, Any]) -> None:
-        """Count one finished file and show the line if it is time."""
-        self.done += 1
-        if result["status"] == "reused":
-            self.reused += 1
-        else:
-            self.images += int(result["rows_written"])
-        now = time.perf_counter()
-        if self.stream is not None and (now - self._shown >= self.every or self.done == self.planned):
-            self._shown = now
-            print(f"prepare: {self.line()}", file=self.stream, flush=True)
-
-    @property
-    def images_per_s(self) -> float:
-        """Images written per second since the first task was submitted."""
-        return self.images / max(1e-9, time.perf_counter() - self.started)
-
-    def line(self) -> str:
-        """``"3/12 files (1 reused), 4,000 images, 350 images/s"``."""
-        return (
-            f"{self.done}/{self.planned} files ({self.reused} reused), {self.images:,} images, "
-            f"{self.images_per_s:,.0f} images/s"
-        )
+from inat_hf.prepare.report import Progress, format_report, in_plan_order, write_report
 
 
 def _clean_stale(out: storage.Location, config_name: str, planned: set[str], log: TextIO | None) -> int:
@@ -98,21 +54,6 @@ def _clean_stale(out: storage.Location, config_name: str, planned: set[str], log
     if stale and log is not None:
         print(f"prepare: removed {len(stale)} file(s) of an earlier plan or run under {folder}/", file=log)
     return len(stale)
-
-
-def _totals(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    reasons: Counter[str] = Counter()
-    for result in results:
-        reasons.update(row["reason"].split(" (", 1)[0] for row in result["skipped"])
-    return {
-        "files": len(results),
-        "files_written": sum(r["status"] == "written" for r in results),
-        "files_reused": sum(r["status"] == "reused" for r in results),
-        "rows_in": sum(r["rows_in"] for r in results),
-        "rows_written": sum(r["rows_written"] for r in results),
-        "rows_skipped": sum(r["rows_skipped"] for r in results),
-        "skipped_by_reason": dict(sorted(reasons.items())),
-    }
 
 
 def _manifest_summary(manifest: Manifest) -> dict[str, Any]:
@@ -200,27 +141,16 @@ def prepare(
 
     Raises
     ------
-    inat_hf.examples.BadImageError
+    inat_hf.manifest.examples.BadImageError
         With ``on_bad_image="error"``: the file being written, the image and the reason.
     ValueError
         A bad config, scheduler or URL (a URL may not hold a credential).
     """
     began = time.perf_counter()
-    extra = {k: v for k, v in (("max_image_side", max_image_side), ("on_bad_image", on_bad_image)) if v is not None}
-    wanted = [
-        config_for(c, **{**(overrides or {}), **extra}) if isinstance(c, str) else config_for(c.name, **{
-            **c.fingerprint_fields(), **extra}) for c in configs
-    ]  # fmt: skip
-    if not wanted or len({c.name for c in wanted}) != len(wanted):
-        raise ValueError(f"prepare needs distinct configs, at least one (e.g. 'family_user'); got {list(configs)}")
+    wanted = _wanted_configs(configs, overrides, max_image_side=max_image_side, on_bad_image=on_bad_image)
     source = storage.resolve(public_url(data_dir, "data_dir"), storage_options)
     out = storage.resolve(public_url(out_url, "out_url"), out_storage_options)
-    with_images = {c.with_images for c in wanted}
-    if len(with_images) != 1:
-        raise ValueError("configs of one prepare run either all have images (with_images) or none")
-    data_url = public_url(data_dir, "data_dir")  # images beside the metadata by default, as the builder's
-    default_images = posixpath.dirname(data_url.rstrip("/")) if is_file_url(data_url) else data_url
-    images_url = public_url(images_dir or default_images, "images_dir") if with_images.pop() else None
+    images_url = _images_url(data_dir, images_dir) if _with_images(wanted) else None
     batch = BATCH_ROWS if batch_rows is None else batch_rows
     settings = Settings(public_url(out_url, "out_url"), images_url, include_user, batch, redo_skipped)
     rows_per_file = file_rows or (FILE_ROWS_WITH_IMAGES if images_url else FILE_ROWS_WITHOUT_IMAGES)
@@ -230,7 +160,6 @@ def prepare(
     plans = [list(plan_files(m, c, settings, file_rows=rows_per_file)) for m, c in zip(manifests, wanted, strict=True)]
     for config, plan in zip(wanted, plans, strict=True):
         _clean_stale(out, config.name, {t.relative for t in plan}, progress)
-    image_options = image_storage_options if image_storage_options is not None else storage_options
     report: dict[str, Any] = {
         "out": out.url,
         "configs": {c.name: _manifest_summary(m) for c, m in zip(wanted, manifests, strict=True)},
@@ -258,23 +187,37 @@ def prepare(
         meter.update(result)
 
     try:
-        if scheduler == "synchronous":
-            engine.run_synchronous(tasks(manifests), image_options, out_storage_options, on_done, on_submit)
-        else:
-            starting = time.perf_counter()
-            with engine.distributed_client(scheduler, workers) as client:
-                report["cluster_start_seconds"] = time.perf_counter() - starting
-                engine.run_distributed(client, tasks(manifests), image_options, out_storage_options, on_done, on_submit)
+        image_options = image_storage_options if image_storage_options is not None else storage_options
+        _run(scheduler, workers, tasks(manifests), (image_options, out_storage_options), on_done, on_submit, report)
     except BaseException as err:
-        _write_report(out, report, results, plans, began, first_submit, meter, error=err)
+        write_report(out, report, results, plans, began, first_submit, meter, error=err)
         raise _named(err, results, plans, out) from None
-    report = _write_report(out, report, results, plans, began, first_submit, meter)
-    del manifests  # the card reads them again after the metadata: the two peaks do not add up (full scale: 4 GB)
+    report = write_report(out, report, results, plans, began, first_submit, meter)
+    del manifests  # the card reads them again after the metadata: the two peaks do not add up
     pa.default_memory_pool().release_unused()
-    _write_card(out, keys, _in_plan_order(results, plans), metadata, source, replica_note)
+    _write_card(out, keys, in_plan_order(results, plans), metadata, source, replica_note)
     if progress is not None:
         print(format_report(report), file=progress)
     return report
+
+
+def _run(
+    scheduler: Any,
+    workers: int | None,
+    tasks: Any,
+    options: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None],
+    on_done: Any,
+    on_submit: Any,
+    report: dict[str, Any],
+) -> None:
+    """Run the tasks on ``scheduler`` with the images' and the output's storage options (by reference)."""
+    if scheduler == "synchronous":
+        engine.run_synchronous(tasks, *options, on_done, on_submit)
+        return
+    starting = time.perf_counter()
+    with engine.distributed_client(scheduler, workers) as client:
+        report["cluster_start_seconds"] = time.perf_counter() - starting
+        engine.run_distributed(client, tasks, *options, on_done, on_submit)
 
 
 def _manifests(keys: list[ManifestKey], source: storage.Location) -> tuple[list[Manifest], pa.Table | None]:
@@ -293,6 +236,39 @@ def _manifests(keys: list[ManifestKey], source: storage.Location) -> tuple[list[
     return manifests, loaded.get((described.train_split, described.on_invalid))
 
 
+def _wanted_configs(
+    configs: Sequence[str | INatFLConfig],
+    overrides: Mapping[str, Any] | None,
+    **fields: Any,
+) -> list[INatFLConfig]:
+    """The configs of a prepare run: names with ``overrides``, configs as they are; ``fields`` that are not
+    None (``max_image_side``, ``on_bad_image``) set on every one.
+    """
+    extra = {k: v for k, v in fields.items() if v is not None}
+    wanted = [
+        config_for(c, **{**(overrides or {}), **extra}) if isinstance(c, str) else config_for(c.name, **{
+            **c.fingerprint_fields(), **extra}) for c in configs
+    ]  # fmt: skip
+    if not wanted or len({c.name for c in wanted}) != len(wanted):
+        raise ValueError(f"prepare needs distinct configs, at least one (e.g. 'family_user'); got {list(configs)}")
+    return wanted
+
+
+def _with_images(configs: Sequence[INatFLConfig]) -> bool:
+    """Whether the configs of a run write image bytes (all of them or none)."""
+    with_images = {c.with_images for c in configs}
+    if len(with_images) != 1:
+        raise ValueError("configs of one prepare run either all have images (with_images) or none")
+    return with_images.pop()
+
+
+def _images_url(data_dir: str, images_dir: str | None) -> str:
+    """Where the images are read: ``images_dir``, else beside the metadata (as the builder's default)."""
+    data_url = public_url(data_dir, "data_dir")
+    default_images = posixpath.dirname(data_url.rstrip("/")) if is_file_url(data_url) else data_url
+    return public_url(images_dir or default_images, "images_dir")
+
+
 def _named(err: BaseException, results: list[dict[str, Any]], plans: list[list[FileTask]], out: Any) -> BaseException:
     """The error of a failed run, saying how many files are complete (the same type, message redacted)."""
     if not isinstance(err, InatError | ValueError):
@@ -303,42 +279,6 @@ def _named(err: BaseException, results: list[dict[str, Any]], plans: list[list[F
         return type(err)(message)
     except TypeError:
         return err
-
-
-def _in_plan_order(results: list[dict[str, Any]], plans: list[list[FileTask]]) -> list[dict[str, Any]]:
-    order = {t.relative: i for i, t in enumerate(t for plan in plans for t in plan)}
-    return sorted(results, key=lambda r: order.get(r["file"], len(order)))
-
-
-def _write_report(
-    out: storage.Location,
-    report: dict[str, Any],
-    results: list[dict[str, Any]],
-    plans: list[list[FileTask]],
-    began: float,
-    first_submit: list[float],
-    meter: Progress,
-    error: BaseException | None = None,
-) -> dict[str, Any]:
-    ordered = _in_plan_order(results, plans)
-    per_file = [{k: v for k, v in r.items() if k not in ("key", "fingerprint")} for r in ordered]
-    report = {
-        **report,
-        "complete": error is None,
-        "error": None if error is None else out.redact(f"{type(error).__name__}: {error}"),
-        "files_planned": sum(len(p) for p in plans),
-        "totals": _totals(ordered),
-        "files_with_skipped": [r["file"] for r in ordered if r["rows_skipped"]],
-        "seconds": time.perf_counter() - began,
-        "seconds_to_first_task": first_submit[0] if first_submit else None,
-        "planning_seconds": (first_submit[0] - report.get("cluster_start_seconds", 0.0)) if first_submit else None,
-        "driver_peak_rss": peak_rss(),
-        "images_per_s": meter.images_per_s,
-        "worker_peak_rss": max((r["worker_peak_rss"] for r in ordered), default=0),
-        "files": per_file,
-    }
-    storage.write_bytes(out, REPORT_FILE, (json.dumps(report, indent=1, sort_keys=True) + "\n").encode())
-    return report
 
 
 def _write_card(
@@ -365,22 +305,3 @@ def _write_card(
     card = card_from_exports(built, metadata, out, replica_note=replica_note)
     counts = {name: dict(c) for name, c in examples.items()}
     storage.write_bytes(out, "README.md", with_split_sizes(card, out, written, built, counts).encode("utf-8"))
-
-
-def format_report(report: Mapping[str, Any]) -> str:
-    """The end-of-run summary: files, rows in = written + skipped (with reasons), images/s."""
-    t = report["totals"]
-    lines = [
-        f"{t['files']} of {report['files_planned']} files: {t['files_written']} written, {t['files_reused']} reused",
-        f"rows in {t['rows_in']:,} = written {t['rows_written']:,} + skipped {t['rows_skipped']:,}",
-    ]
-    lines += [f"  skipped, {reason}: {n:,}" for reason, n in t["skipped_by_reason"].items()]
-    with_skipped = report.get("files_with_skipped") or []
-    if with_skipped:
-        shown = ", ".join(with_skipped[:SHOWN_FILES]) + (
-            f", ... ({len(with_skipped) - SHOWN_FILES:,} more)" if len(with_skipped) > SHOWN_FILES else ""
-        )
-        lines.append(f"{len(with_skipped):,} file(s) with skipped rows (rows and reasons in {REPORT_FILE}): {shown}")
-        lines.append("  fix the images, then rerun with --redo-skipped to write exactly these files again")
-    lines.append(f"{report['images_per_s']:,.0f} images/s; {report['seconds']:.1f} s; report: {REPORT_FILE}")
-    return "\n".join(lines)

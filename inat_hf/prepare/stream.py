@@ -4,7 +4,7 @@ A file holds whole clients, however large a client is (a single user with 10,000
 an ``iid`` split with few partitions), but a task never holds the file's image bytes at once: it cuts the
 file's rows into **batches** (:func:`batch_bounds`) of at most ``batch_rows`` rows, cut at client starts
 where possible and, inside a client larger than ``batch_rows``, every ``batch_rows`` rows from its start.
-Each batch's images are fetched (the next groups already in flight: :func:`inat_hf.examples.iter_fetched`),
+Each batch's images are fetched (the next groups already in flight: :func:`inat_hf.manifest.examples.iter_fetched`),
 vetted, and written as ONE Parquet row group (``pyarrow.parquet.ParquetWriter``) before the next batch is
 assembled. So a client's rows may span several row groups of its file; the statistics of each row group
 still let :func:`inat_hf.manifest.client_row_groups` (hence :func:`inat_hf.hub.export.read_client`) read
@@ -40,9 +40,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from inat_hf import storage
-from inat_hf.examples import BadImageError, iter_fetched, vet_image
 from inat_hf.hub.export import rows_table
 from inat_hf.manifest import layout
+from inat_hf.manifest.examples import BadImageError, iter_fetched, vet_image
 from inat_hf.prepare.plan import FileTask
 
 RECORD_KEY = b"inat_fl_prepare"
@@ -152,7 +152,7 @@ def write_prepared(task: FileTask, sink: BinaryIO, images: storage.Location | No
 
     Raises
     ------
-    inat_hf.examples.BadImageError
+    inat_hf.manifest.examples.BadImageError
         With ``on_bad_image="error"``: the file, the image's URL, the reason and the image id.
     """
     rows = task.table()

@@ -101,7 +101,7 @@ def run_file(
 
     Raises
     ------
-    inat_hf.examples.BadImageError
+    inat_hf.manifest.examples.BadImageError
         With ``on_bad_image="error"``: the image's URL, the reason and the image id.
     StorageError
         If storage fails after the retries, or the file read back does not hold what was written.

@@ -25,8 +25,8 @@ Same ``(scale, seed)``, byte-identical files.
 
 Modules: :mod:`~inat_hf.replica.build` (the replica in memory, and :func:`write_sample`),
 :mod:`~inat_hf.replica.taxonomy` (with :mod:`~inat_hf.replica.taxonomy_data` and
-:mod:`~inat_hf.replica.naming`), :mod:`~inat_hf.replica.model` (users, counts, records, with
-:mod:`~inat_hf.replica.names`), :mod:`~inat_hf.replica.images` (JPEGs) and
+:mod:`~inat_hf.replica.taxon_names`), :mod:`~inat_hf.replica.model` (users, counts, records, with
+:mod:`~inat_hf.replica.user_names`), :mod:`~inat_hf.replica.images` (JPEGs) and
 :mod:`~inat_hf.replica.json_writer` (the official files).
 """
 

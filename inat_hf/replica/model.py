@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from inat_hf.replica import names
+from inat_hf.replica import user_names
 
 SUPERCATEGORY_TRAIN: dict[str, int] = {
     "Plants": 1_148_702, "Insects": 663_682, "Birds": 414_847, "Fungi": 90_048, "Reptiles": 86_830,
@@ -143,7 +143,7 @@ def make_users(sizes: np.ndarray, rng: np.random.Generator) -> Users:
     region = rng.choice(len(REGIONS), n_users, p=weights)
     home = REGIONS[region, :2] + rng.normal(size=(n_users, 2)) * REGIONS[region, 2:4]
     return Users(
-        names=names.rights_holders(n_users, rng),
+        names=user_names.rights_holders(n_users, rng),
         home=home,
         region=region,
         obscured=_obscured(sizes, rng),

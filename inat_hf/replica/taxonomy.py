@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from inat_hf.replica import taxonomy_data as data
-from inat_hf.replica.naming import Pool, name_sequence, stem
+from inat_hf.replica.taxon_names import Pool, name_sequence, stem
 
 N_SPECIES = 10_000
 N_ORDERS = 273

@@ -12,7 +12,8 @@ Sources (see also ``inat_hf/data/NOTICE``):
   that covers the alphabet and belongs to one well-known family is that family. Taxa not listed here are
   synthesised by :mod:`inat_hf.replica.taxonomy`;
 * ``FIRST40_COMMON_NAMES`` / ``ANCHOR_COMMON_NAMES``: the ``common_name`` of real category records
-  (shared/data/inat2021_categories_sample_first40.jsonl and the tfds dummy files).
+  (``tests/data/inat2021_categories_sample_first40.jsonl``, from lmb-freiburg/entitynet @ ef256e9, and the
+  TFDS dummy files ``tests/data/tfds_dummy/``; sources and licences in ``tests/data/NOTICE``).
 """
 
 from __future__ import annotations

@@ -70,8 +70,8 @@ def bound_azure_client(client: Any, settings: AzureSettings) -> None:
     """Give an azure-storage-blob client (and every client made from it: they share its policy and transport)
     the retry policy and socket timeouts of ``settings``; warn if this SDK version does not let us.
 
-    The one private use of the Azure SDK: adlfs (2026.8) makes the client itself and passes it no retry policy,
-    and azure-storage-blob (12.31, azure-core 1.41) offers no public way to change a client's policy or
+    The one private use of the Azure SDK: adlfs makes the client itself and passes it no retry policy,
+    and azure-storage-blob (with azure-core) offers no public way to change a client's policy or
     transport after creation, so they are set on the client's ``_config`` here.
     ``tests/test_storage.py::test_azure_client_limits_reach_the_sdk`` fails if the SDK moves them.
     """

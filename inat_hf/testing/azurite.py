@@ -1,10 +1,10 @@
 """Azurite, the Azure Blob Storage emulator, started and stopped for tests, benchmarks and scripts.
 
 The binary is ``$AZURITE_BLOB_BIN``, else ``.tools/node_modules/.bin/azurite-blob`` under the current folder
-(``npm install --prefix .tools azurite@3.35.0``, as ``scripts/test.sh`` does), else ``azurite-blob`` on the
+(installed with npm by ``scripts/test.sh``, which pins its version), else ``azurite-blob`` on the
 PATH. A server listens on 127.0.0.1 on a free port, keeps its data in a folder of the caller's (so it survives
 a restart on the same port) and serves Azurite's public development account. ``--skipApiVersionCheck`` lets the
-current azure SDK in (Azurite 3.35 knows older API versions only)::
+current azure SDK in (Azurite may know older API versions only)::
 
     with running_azurite(tmp_path) as server:
         load_metadata("az://container/data", server.storage_options())

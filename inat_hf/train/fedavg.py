@@ -17,7 +17,7 @@ import datasets
 import numpy as np
 import torch
 
-from inat_hf.clients import ClientData
+from inat_hf.federated.clients import ClientData
 from inat_hf.train.training import (
     LocalSettings,
     Rows,

@@ -51,7 +51,7 @@ Previous = Callable[[Batch], Batch]
 def make_processor(*, checkpoint: str | None = None, size: str = "tiny") -> Any:
     """``ViTImageProcessor.from_pretrained(checkpoint)``, or one for the random ViT's image size.
 
-    Without torchvision, transformers 5 falls back to the PIL backend (``ViTImageProcessorPil``, the same
+    Without torchvision, recent transformers fall back to the PIL backend (``ViTImageProcessorPil``, the same
     preprocessing); it is taken directly, without the fallback warning.
     """
     import transformers
@@ -133,7 +133,7 @@ _FILTERS = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "
 
 def pil_filter(resample: Any) -> int:
     """PIL's resampling filter for a processor's ``resample``: a PIL filter (or its int), or a torchvision
-    ``InterpolationMode`` (the torchvision backend of transformers 5), by name.
+    ``InterpolationMode`` (the torchvision backend of recent transformers), by name.
 
     Raises
     ------

@@ -4,7 +4,7 @@ Partition ``i`` is the client with the ``i``-th smallest ``client_id`` of the sp
 without filters, client ``i``: the user whose name sorts ``i``-th, as in
 ``NaturalIdPartitioner(partition_by="user")``)::
 
-    from inat_hf.flower import INatPartitioner
+    from inat_hf.federated.partitioner import INatPartitioner
 
     partitioner = INatPartitioner.from_builder(builder, split="train")
     partition = partitioner.load_partition(0)
@@ -17,7 +17,7 @@ It works whatever Flower did to the split first, including ``FederatedDataset``'
 Two ways to find a client's rows, chosen on first use:
 
 - **contiguous** (the split as prepared or exported: no indices mapping, each client one run of rows):
-  the client index of :class:`inat_hf.clients.ClientData`, and each partition a zero-copy slice of the
+  the client index of :class:`inat_hf.federated.clients.ClientData`, and each partition a zero-copy slice of the
   Arrow table.
 - **grouped** (any other order): one stable ``argsort`` of the ``client_id`` column, read once in the
   dataset's row order through its indices mapping (under half a second for the 2.7M rows of the full
@@ -37,13 +37,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from inat_hf.builder import INatFLBuilder
-from inat_hf.clients import CLIENT_COLUMN, ClientData, client_runs, has_indices_mapping, table_rows
+from inat_hf.federated.clients import CLIENT_COLUMN, ClientData, client_runs
+from inat_hf.federated.dataset_state import has_indices_mapping, table_rows
 
 try:
     from flwr_datasets.partitioner import Partitioner
 except ImportError as err:
     raise ImportError(
-        "inat_hf.flower needs flwr-datasets; install it with `pip install --no-deps flwr-datasets` "
+        "inat_hf.federated.partitioner needs flwr-datasets; install it with `pip install --no-deps flwr-datasets` "
         "(--no-deps keeps your datasets version: flwr-datasets declares datasets<5 but works with 5)"
     ) from err
 

@@ -1,4 +1,4 @@
-"""``inat-fl demo``: the main job on the embedded default, end to end on local disk.
+"""``inat-fl demo``: the main job on the embedded default, end to end on local disk (:func:`run_demo`).
 
 Writes the ``small`` synthetic replica (unless it is already there), prepares a config with the
 ``datasets`` builder, and prints the client table (clients, examples, size quantiles, label skew) and
@@ -7,16 +7,14 @@ where the plots went. Everything lands under one folder (default ``./inat-fl-dem
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inat_hf.clients import ClientData
-from inat_hf.plots import plot_client_sizes, plot_label_heatmap
-from inat_hf.replica import write_sample
-from inat_hf.stats import compute_stats, format_stats
+from inat_hf.cli import common
 
 
 @dataclass(frozen=True)
@@ -57,6 +55,11 @@ def run_demo(
     say : callable
         Where progress lines go.
     """
+    from inat_hf.analysis.plots import plot_client_sizes, plot_label_heatmap
+    from inat_hf.analysis.stats import compute_stats, format_stats
+    from inat_hf.federated.clients import ClientData
+    from inat_hf.replica import write_sample
+
     start = time.perf_counter()
     out = Path(out).resolve()
     replica = out / "replica"
@@ -95,3 +98,27 @@ def run_demo(
     seconds = time.perf_counter() - start
     say(f"done in {seconds:.0f} s; prepared dataset cached under {out / 'cache'}")
     return DemoResult(replica, out / "cache", sizes, train.num_clients, plots, seconds)
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``demo``."""
+    parser = sub.add_parser(
+        "demo",
+        help="the main job: write the small replica, prepare a config, report clients",
+        parents=[common.config_overrides()],
+    )
+    parser.add_argument("--out", default="inat-fl-demo", help="folder for everything (default: ./inat-fl-demo)")
+    parser.add_argument("--scale", default="small", help="replica scale: tiny, small (default) or full")
+    parser.add_argument("--config", default="family_user", help="builder config {rank}_{scheme}")
+    parser.add_argument("--num-proc", type=int, default=2)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo."""
+    from inat_hf.config import config_for
+
+    overrides = common.parse_overrides(args.set)
+    config_for(args.config, **overrides)  # a bad name or field fails now, before the replica is written
+    run_demo(args.out, scale=args.scale, config_name=args.config, num_proc=args.num_proc, overrides=overrides)
+    return 0

@@ -1,13 +1,13 @@
 """The Flower ``ClientApp`` for ViT fine-tuning on iNat-FL.
 
-The ``ServerApp`` and the simulation are in :mod:`inat_hf.train.flower_server`::
+The ``ServerApp`` and the simulation are in :mod:`inat_hf.train.flower.server`::
 
     source = DataSource(config="family_user", data_dir="out/small")
     source.prepare()
     rows = run_flower_simulation(source, ModelSpec(size="tiny"), FedAvgSettings(rounds=5, clients_per_round=10))
 
 Node ``partition-id`` ``i`` (Flower's ``node_config``) trains on partition ``i`` of
-:class:`inat_hf.flower.INatPartitioner` over the source's ``train`` split (the ``i``-th client in
+:class:`inat_hf.federated.partitioner.INatPartitioner` over the source's ``train`` split (the ``i``-th client in
 client-id order); the split, its input pipeline and the model are opened once per worker process. It
 loads the server's weights, trains with :func:`inat_hf.train.training.train_local` for the round's
 ``local-epochs`` (settings in the message's ``ConfigRecord``), shuffling with
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from inat_hf.flower import INatPartitioner
+from inat_hf.federated.partitioner import INatPartitioner
 from inat_hf.train.datasource import DataSource
 from inat_hf.train.fedavg import FedAvgSettings, client_seed
 from inat_hf.train.training import (
@@ -45,8 +45,8 @@ try:
     from flwr.clientapp import ClientApp
 except ImportError as err:
     raise ImportError(
-        'inat_hf.train.flower_apps needs Flower: pip install "inaturalist-fl[flower]" '
-        '(or pip install "flwr[simulation]==1.42.0")'
+        'inat_hf.train.flower.apps needs Flower: pip install "inaturalist-fl[flower]" '
+        "(the flower extra of pyproject.toml: the Flower version this project is tested with)"
     ) from err
 
 

@@ -2,7 +2,7 @@
 
 Flower's ``FedAvg`` (``FedAvgM`` when ``server_momentum`` or ``server_lr`` is set: the same update as
 :func:`inat_hf.train.fedavg.server_update`) samples ``clients_per_round`` nodes per round and sends them the
-global weights and the local settings (:func:`inat_hf.train.flower_apps.train_config`); the global model is
+global weights and the local settings (:func:`inat_hf.train.flower.apps.train_config`); the global model is
 evaluated on the central ``validation`` split before training and after every round (Flower's
 ``evaluate_fn``), giving the rows of :func:`inat_hf.train.fedavg.run_fedavg`. A client that fails stops the
 run with its error (Flower's own strategies would average the others and go on). Flower samples the
@@ -21,7 +21,7 @@ import torch
 
 from inat_hf.train.datasource import DataSource
 from inat_hf.train.fedavg import FedAvgSettings
-from inat_hf.train.flower_apps import ModelSpec, client_side, integer, make_client_app, number, train_config
+from inat_hf.train.flower.apps import ModelSpec, client_side, integer, make_client_app, number, train_config
 from inat_hf.train.training import (
     Rows,
     evaluate,
@@ -40,8 +40,8 @@ try:
     from flwr.serverapp.strategy import FedAvg, FedAvgM
 except ImportError as err:
     raise ImportError(
-        'inat_hf.train.flower_server needs Flower: pip install "inaturalist-fl[flower]" '
-        '(or pip install "flwr[simulation]==1.42.0")'
+        'inat_hf.train.flower.server needs Flower: pip install "inaturalist-fl[flower]" '
+        "(the flower extra of pyproject.toml: the Flower version this project is tested with)"
     ) from err
 
 

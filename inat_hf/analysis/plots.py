@@ -2,7 +2,7 @@
 
 Figures are drawn on :class:`matplotlib.figure.Figure` objects (no ``pyplot``, no global state, no display
 needed) and written as PNG through :mod:`inat_hf.storage`, so ``path`` may be a local path or any fsspec URL.
-Both plots use the manifest's ``train`` rows, as :mod:`inat_hf.stats` does.
+Both plots use the manifest's ``train`` rows, as :mod:`inat_hf.analysis.stats` does.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
 from inat_hf import storage
+from inat_hf.analysis.stats import train_rows
 from inat_hf.manifest import Manifest
-from inat_hf.stats import train_rows
 
 DPI = 100
 LABEL_CHARS = 22

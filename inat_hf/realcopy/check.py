@@ -25,8 +25,8 @@ from PIL import Image
 
 from inat_hf import storage
 from inat_hf.errors import InatError, StorageAuthError, StorageNotFoundError
-from inat_hf.examples import check_image, image_location
 from inat_hf.manifest import user_codes
+from inat_hf.manifest.examples import check_image, image_location
 from inat_hf.metadata import is_file_url, load_metadata
 from inat_hf.metadata.users import cross_check_user_table, read_user_table
 from inat_hf.schema import TRAIN_SPLITS
