@@ -191,14 +191,14 @@ def test_the_fingerprint_scheme_is_documented():
     doc = " ".join((manifest_module.__doc__ or "").split())
     for words in ("size", "version token", "config's fields", "MANIFEST_VERSION", "never", "URL", "credential"):
         assert words in doc, f"the manifest module docstring does not say {words!r}"
-    readme = " ".join((REPO_ROOT / "README.md").read_text().split())
+    readme = " ".join((REPO_ROOT / "docs" / "partitions.md").read_text().split())
     section = re.search(r"## Determinism and fingerprints (.*?)(?: ## |$)", readme)
-    assert section, "README.md has no 'Determinism and fingerprints' section"
+    assert section, "docs/partitions.md has no 'Determinism and fingerprints' section"
     for words in ("size", "ETag", "MANIFEST_VERSION", "never", "URL", "credential", "byte-identical"):
-        assert words in section.group(1), f"the README section does not say {words!r}"
+        assert words in section.group(1), f"the docs section does not say {words!r}"
     record(
         "determinism",
-        "fingerprint documentation (inat_hf/manifest/cache.py docstring, README 'Determinism and fingerprints')",
+        "fingerprint documentation (inat_hf/manifest/cache.py docstring, docs/partitions.md 'Determinism and fingerprints')",
         "says what goes in (file names, sizes, version tokens; config fields; MANIFEST_VERSION) and what never "
         "does (URLs, credentials)",
         "both say it",

@@ -1,6 +1,6 @@
 """The exported ``client`` pseudonym against its documented formula, computed here with ``hashlib``.
 
-The oracle is README's formula, written out below (never the package's ``pseudonym`` helper), applied to
+The oracle is the formula in docs/export-and-card.md, written out below (never the package's ``pseudonym`` helper), applied to
 the ``rights_holder`` read straight from the replica's JSON: every exported row of a ``user`` config,
 with one user per client and with ``group_size`` users per client (the group's first name in sorted
 order, one name per client over all its splits), and the names of the other schemes and of ``validation``.
@@ -24,12 +24,12 @@ FORMULA = '`"u" + hashlib.sha256(b"inaturalist-fl/client/v1\\n" + user.encode("u
 
 
 def documented(user: str) -> str:
-    """README's formula (``FORMULA``), evaluated independently of the package."""
+    """The documented formula (``FORMULA``), evaluated independently of the package."""
     return "u" + hashlib.sha256(b"inaturalist-fl/client/v1\n" + user.encode("utf-8")).hexdigest()[:16]
 
 
-def test_readme_states_the_formula_the_oracle_uses():
-    assert FORMULA in (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+def test_the_docs_state_the_formula_the_oracle_uses():
+    assert FORMULA in (REPO_ROOT / "docs" / "export-and-card.md").read_text(encoding="utf-8")
 
 
 def test_known_answers():
