@@ -10,7 +10,14 @@ CSV -> one images table) -> :mod:`inat_hf.partition` -> :mod:`inat_hf.manifest` 
 
 from typing import Any
 
-from inat_hf.errors import InatError, MetadataError, StorageAuthError, StorageError, StorageNotFoundError
+from inat_hf.errors import (
+    EmptyConfigError,
+    InatError,
+    MetadataError,
+    StorageAuthError,
+    StorageError,
+    StorageNotFoundError,
+)
 from inat_hf.metadata import load_metadata
 from inat_hf.metadata.report import MetadataReport, metadata_report
 from inat_hf.schema import IMAGE_COLUMNS
@@ -32,6 +39,7 @@ __all__ = [
     "IMAGE_COLUMNS",
     "RANKS",
     "ClientData",
+    "EmptyConfigError",
     "InatError",
     "MetadataError",
     "MetadataReport",

@@ -129,10 +129,10 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     config = config_for(args.config, **parse_overrides(args.set))
     source = storage.resolve(args.data_dir, parse_storage_options(args.option))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     images = load_config_metadata(source, config)  # once: the per-user table, and the manifest
-    manifest = load_or_build(locate(source, config, args.cache_dir), source, images)
+    manifest = load_or_build(locate(source, config, args.cache_dir), source, images)  # a config that keeps nothing
+    out.mkdir(parents=True, exist_ok=True)  # stops here, before anything is written
     stats = compute_stats(manifest, config.name)
     print(format_stats(stats))
     report = {**stats.to_dict(), "config_fields": config.fingerprint_fields()}

@@ -28,7 +28,7 @@ from huggingface_hub import DatasetCardData
 
 from inat_hf import about, storage
 from inat_hf.config import DEFAULT_CONFIG_NAME, INatFLConfig, config_for
-from inat_hf.manifest import Manifest, load_or_build, locate
+from inat_hf.manifest import Manifest, check_configs, load_or_build, locate
 from inat_hf.metadata import load_metadata
 from inat_hf.partition import get_partitioner
 from inat_hf.plots import plot_client_sizes
@@ -352,6 +352,7 @@ def card_from_data(
     source = storage.resolve(data_dir, storage_options)
     pool = configs[0].train_split if configs else "train"
     images = load_metadata(source, train_split=pool)
+    check_configs(images, [config for config in configs if config.train_split == pool])  # before any manifest
     built = []
     for config in configs:
         loaded = images if config.train_split == pool else None  # another pool: load_or_build loads its own

@@ -5,12 +5,24 @@ columns are ignored, except ``kingdom``, ``family``, ``genus``, ``date``, ``lati
 ``location_uncertainty``, ``license`` and ``split``, which are used when present; a pandas index column
 (empty header or ``Unnamed: 0``) is dropped.
 
-``species`` is the scientific name (``Lumbricus terrestris``) or the official category id. It is matched
-against the 10,000 official species (:func:`inat_hf.taxonomy.official_species`), which gives the category
-id, the genus and the kingdom where the CSV has no such column. The family is not derivable from a
-species name: without a ``family`` column it is null (counted in the report as ``no_family``); load the
-official ``train.json`` instead to get it. Every row is ``split="train"`` (``"train_mini"`` for a file whose
-name starts with ``train_mini``, e.g. ``train_mini_image_info.csv``) unless a ``split`` column exists.
+Every rank, from the file name. An official ``file_name`` lies in its category's folder, the official
+``image_dir_name`` (``train/00000_Animalia_Annelida_Clitellata_Haplotaxida_Lumbricidae_Lumbricus_terrestris/
+<uuid>.jpg``: category id, kingdom, phylum, class, order, family, genus, specific epithet;
+:mod:`inat_hf.metadata.image_dirs`). Where the folder follows that naming, the category id and all seven
+ranks come from it, so the table is the one ``train.json`` gives (same label vocabularies, same order).
+The folder must be an official category (its id, species and kingdom as in the official list, else
+``unknown_category``), and the row's own rank columns (``phylum``, ``class``, ``order``, ``species`` as a
+name or a category id, and ``kingdom``, ``family``, ``genus`` when present) must agree with it: a
+disagreement is never settled silently, it is a bad row (``{rank}_differs_from_folder``: an error naming
+the row, or with ``on_invalid="skip"`` a dropped row counted in the report). An empty rank cell is no
+disagreement.
+
+Otherwise (a ``file_name`` in another layout), ``species`` is the scientific name (``Lumbricus
+terrestris``) or the official category id. It is matched against the 10,000 official species
+(:func:`inat_hf.taxonomy.official_species`), which gives the category id, the genus and the kingdom where
+the CSV has no such column. The family is not derivable from a species name: without a ``family`` column it
+is null (counted in the report as ``no_family``). Every row is ``split="train"`` (``"train_mini"`` for a file
+whose name starts with ``train_mini``, e.g. ``train_mini_image_info.csv``) unless a ``split`` column exists.
 """
 
 from __future__ import annotations
@@ -25,10 +37,11 @@ import pyarrow.csv as pacsv
 from inat_hf import storage
 from inat_hf.errors import MetadataError
 from inat_hf.metadata.fields import ParseContext
+from inat_hf.metadata.image_dirs import ImageDirs, parse_image_dirs
 from inat_hf.metadata.image_table import images_table
 from inat_hf.metadata.report import FileReport
 from inat_hf.schema import Policy
-from inat_hf.taxonomy import RANKS, build_taxonomy, official_species
+from inat_hf.taxonomy import RANKS, Taxonomy, build_taxonomy, official_species
 
 REQUIRED_COLUMNS = ("image_id", "user", "width", "height", "file_name", "phylum", "class", "order", "species")
 OPTIONAL_COLUMNS = (
@@ -62,8 +75,8 @@ _REQUIRED_NUMERIC = ("image_id", "width", "height")
 
 def read_processed_csv(
     loc: storage.Location, *, on_invalid: Policy = "error", split: str = "train"
-) -> tuple[pa.Table, FileReport]:
-    """Read ``training_image_info.csv`` into an images table and its report.
+) -> tuple[pa.Table, FileReport, Taxonomy]:
+    """Read ``training_image_info.csv`` into an images table, its report and the taxonomy of its species.
 
     ``split`` is the value of the ``split`` column (``train_mini`` for a processed CSV of train_mini), unless
     the CSV has a ``split`` column of its own.
@@ -85,7 +98,7 @@ def read_processed_csv(
     _flag_duplicates(columns["image_id"], problems)
     for name in ("file_name", "user", "species"):
         _require_text(columns[name], name, problems)
-    category_ids, lineage = _match_species(columns, problems)
+    category_ids, lineage = _lineage(columns, problems)
     taxonomy = _taxonomy(category_ids, lineage, problems, source)
     renamed = {
         "id": columns["image_id"],
@@ -102,7 +115,7 @@ def read_processed_csv(
     if "split" in columns:
         kept = pa.array(problems.mask(raw.num_rows))
         table = table.set_column(1, "split", pc.dictionary_encode(columns["split"].filter(kept)))
-    return table, report
+    return table, report, taxonomy
 
 
 def _read_strings(loc: storage.Location, source: str) -> pa.Table:
@@ -193,8 +206,54 @@ def _require_text(column: pa.ChunkedArray, name: str, problems: ParseContext) ->
     _flag(np.flatnonzero(empty), f"missing_{name}", f"column {name!r} is empty", problems)
 
 
-def _match_species(columns: dict, problems: ParseContext) -> tuple[np.ndarray, dict]:
-    """Official category id per row (-1 if unknown) and the rank names per row."""
+def _lineage(columns: dict, problems: ParseContext) -> tuple[np.ndarray, dict]:
+    """Official category id per row (-1 if unknown) and every rank's name per row: from the file name's folder
+    where it follows the official naming, else from the ``species`` column and the official list.
+    """
+    dirs = parse_image_dirs(columns["file_name"])
+    odd = np.flatnonzero(dirs.matched & ~dirs.official())
+    detail = (
+        f"the file name's folder {dirs.folders[int(odd[0])].as_py()!r} is not an official iNat 2021 category "
+        "(id, species and kingdom differ from the official list)"
+        if odd.size
+        else ""
+    )
+    _flag(odd, "unknown_category", detail, problems)
+    _check_against_folders(columns, dirs, problems)
+    fallback_ids, fallback = _match_species(columns, problems, ~dirs.matched)
+    use = pa.array(dirs.matched)
+    lineage = {rank: pc.if_else(use, dirs.ranks[rank], fallback[rank]) for rank in RANKS}
+    return np.where(dirs.matched, dirs.category_ids, fallback_ids), lineage
+
+
+def _check_against_folders(columns: dict, dirs: ImageDirs, problems: ParseContext) -> None:
+    """Flag the rows whose own rank columns disagree with their folder (an empty cell never disagrees)."""
+    for rank in RANKS:
+        if rank not in columns:
+            continue
+        values = columns[rank].combine_chunks()
+        differs = pc.fill_null(pc.and_(pc.not_equal(values, dirs.ranks[rank]), pc.not_equal(values, "")), False)
+        rows = differs.to_numpy(zero_copy_only=False) & dirs.matched
+        if rank == "species":  # the species column may hold the category id instead of the name
+            as_id = pc.fill_null(pc.match_substring_regex(values, r"^\d{1,18}$"), False)
+            ids = pc.if_else(as_id, values, pa.scalar("-2")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+            rows &= ids != dirs.category_ids
+        rows = np.flatnonzero(rows)
+        if rows.size:
+            row = int(rows[0])
+            _flag(
+                rows,
+                f"{rank}_differs_from_folder",
+                f"column {rank!r} is {values[row].as_py()!r} but the file name's folder "
+                f"{dirs.folders[row].as_py()!r} says {dirs.ranks[rank][row].as_py()!r}",
+                problems,
+            )
+
+
+def _match_species(columns: dict, problems: ParseContext, rows: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Official category id per row (-1 if unknown) and the rank names per row, from the ``species`` column
+    and the official list; unknown species are flagged among ``rows`` only (the rows without a folder).
+    """
     official = official_species()
     species = columns["species"].combine_chunks()
     as_id = pc.fill_null(pc.match_substring_regex(species, r"^\d{1,18}$"), False)  # longer: no official id
@@ -206,7 +265,7 @@ def _match_species(columns: dict, problems: ParseContext) -> tuple[np.ndarray, d
     position = np.where(np.isnan(by_name.astype(float)), by_id.astype(float), by_name.astype(float))
     known = ~np.isnan(position) & pc.is_valid(species).to_numpy(zero_copy_only=False)
     position = np.where(known, position, 0).astype(np.int64)
-    unknown = np.flatnonzero(~known & pc.is_valid(species).to_numpy(zero_copy_only=False))
+    unknown = np.flatnonzero(~known & pc.is_valid(species).to_numpy(zero_copy_only=False) & rows)
     detail = (
         f"species {species[int(unknown[0])].as_py()!r} is not one of the 10,000 iNat 2021 species"
         if unknown.size
@@ -214,21 +273,28 @@ def _match_species(columns: dict, problems: ParseContext) -> tuple[np.ndarray, d
     )
     _flag(unknown, "unknown_category", detail, problems)
     category_ids = np.where(known, ids[position], -1)
+    taken = pa.array(position)
     lineage = {
-        "kingdom": columns.get("kingdom", official["kingdom"].take(pa.array(position))),
+        "kingdom": columns.get("kingdom", official["kingdom"].take(taken)),
         "phylum": columns["phylum"],
         "class": columns["class"],
         "order": columns["order"],
         "family": columns.get("family", pa.nulls(len(species), pa.string())),
-        "genus": columns.get("genus", official["genus"].take(pa.array(position))),
-        "species": official["name"].take(pa.array(position)),
+        "genus": columns.get("genus", official["genus"].take(taken)),
+        "species": official["name"].take(taken),
     }
     if "family" not in columns:
-        problems.count_nulled("no_family", int(known.sum()))
+        problems.count_nulled("no_family", int((known & rows).sum()))
+    lineage = {rank: _array(values) for rank, values in lineage.items()}
+    lineage["species"] = pc.if_else(pa.array(known), lineage["species"], pa.scalar(None, pa.string()))
     return category_ids, lineage
 
 
-def _taxonomy(category_ids: np.ndarray, lineage: dict, problems: ParseContext, source: str):
+def _array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _taxonomy(category_ids: np.ndarray, lineage: dict, problems: ParseContext, source: str) -> Taxonomy:
     """One taxonomy row per category, checking every row of a species agrees on every rank."""
     keep = (category_ids >= 0) & problems.mask(len(category_ids))
     table = pa.table({"category_id": category_ids, **{r: lineage[r] for r in RANKS}}).filter(pa.array(keep))

@@ -28,7 +28,7 @@ from inat_hf.config import INatFLConfig, config_for
 from inat_hf.errors import InatError
 from inat_hf.hub.card import card_from_exports
 from inat_hf.hub.export import data_files, with_split_sizes
-from inat_hf.manifest import Manifest, ManifestKey, load_or_build, locate
+from inat_hf.manifest import Manifest, ManifestKey, check_configs, load_or_build, locate
 from inat_hf.metadata import is_file_url, load_metadata
 from inat_hf.prepare import engine
 from inat_hf.prepare.plan import (
@@ -213,6 +213,8 @@ def prepare(
 
     keys = [locate(source, config, cache_dir) for config in wanted]
     metadata = None if all(k.is_built() for k in keys) else load_metadata(source, on_invalid=wanted[0].on_invalid)
+    if metadata is not None:  # a config that keeps no rows stops the run here, before any manifest or file
+        check_configs(metadata, [k.config for k in keys if not k.is_built()])
     manifests = [load_or_build(key, source, metadata) for key in keys]
     plans = [list(plan_files(m, c, settings, file_rows=rows_per_file)) for m, c in zip(manifests, wanted, strict=True)]
     for config, plan in zip(wanted, plans, strict=True):
