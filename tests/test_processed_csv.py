@@ -13,6 +13,7 @@ import pytest
 from inat_hf import load_metadata, metadata_report, storage
 from inat_hf.config import config_for, presets
 from inat_hf.manifest import Manifest, load_or_build_manifest
+from inat_hf.metadata import image_dirs
 from inat_hf.taxonomy import RANKS
 from inaturalist_fl import INaturalistFL
 
@@ -49,6 +50,12 @@ def test_the_csv_loads_the_table_of_train_json(tiny_csv_replica, tiny_replica):
     names = dict(zip(train["species_id"].to_pylist(), train["species"].to_pylist(), strict=True))
     assert alone["species"].combine_chunks().dictionary.to_pylist() == [names[i] for i in order]
     assert len(alone["family"].combine_chunks().dictionary) == tiny_replica.counts.rank_counts["family"]
+
+
+def test_folders_read_slice_by_slice_give_the_same_table(tiny_csv_replica, monkeypatch):
+    whole = load_metadata(tiny_csv_replica.url)
+    monkeypatch.setattr(image_dirs, "_SLICE_ROWS", 7)  # 131 rows: 19 slices, folders repeated across them
+    assert load_metadata(tiny_csv_replica.url).equals(whole, check_metadata=True)
 
 
 def test_every_non_geo_preset_has_the_clients_and_labels_of_train_json(tiny_csv_replica, tiny_replica, tmp_path):

@@ -4,8 +4,12 @@ Every official ``file_name`` is ``{split}/{image_dir_name}/{uuid}.jpg``, and the
 is ``{category id, 5 digits}_{kingdom}_{phylum}_{class}_{order}_{family}_{genus}_{specific epithet}``
 (``train/00000_Animalia_Annelida_Clitellata_Haplotaxida_Lumbricidae_Lumbricus_terrestris/<uuid>.jpg``). The
 species name is ``"{genus} {specific epithet}"`` (two words, as in the official list, ``Malus ×domestica``
-included). :func:`parse_image_dirs` reads this from a whole column at once (one regular expression, no
-Python loop per row); a ``file_name`` whose folder does not follow the naming is simply not matched.
+included).
+
+Vectorised for millions of rows: :func:`parse_image_dirs` cuts each ``file_name``'s folder off once and
+dictionary-encodes it, so the naming is matched, and every rank read, once per distinct folder (about 10,000
+for the whole train set), never per row; rows carry only the code of their folder. A ``file_name`` whose
+folder does not follow the naming is simply not matched.
 """
 
 from __future__ import annotations
@@ -19,46 +23,78 @@ import pyarrow.compute as pc
 from inat_hf.taxonomy import RANKS, official_species
 
 _GROUPS = ("kingdom", "phylum", "klass", "order", "family", "genus", "epithet")
-_PATTERN = r"(?:^|/)(?P<category_id>\d{5})" + "".join(f"_(?P<{g}>[^_/]+)" for g in _GROUPS) + r"/[^/]+$"
-"""The folder holding the file (any prefix before it), then the file's own name."""
+_PATTERN = r"(?:^|/)(?P<category_id>\d{5})" + "".join(f"_(?P<{g}>[^_/]+)" for g in _GROUPS) + "$"
+"""An official ``image_dir_name`` at the end of a directory path."""
+_SLICE_ROWS = 262_144
 
 
 @dataclass(frozen=True)
 class ImageDirs:
-    """What the folder names of a ``file_name`` column say, row by row.
+    """What the folder names of a ``file_name`` column say.
 
     Attributes
     ----------
-    matched : numpy.ndarray of bool, shape (N,)
-        The folder follows the official naming.
-    category_ids : numpy.ndarray of int64, shape (N,)
-        The folder's category id (``-1`` where not matched).
-    ranks : dict of str to pyarrow.Array
-        Every rank of :data:`~inat_hf.taxonomy.RANKS` (``species`` = genus and epithet), null where not matched.
-    folders : pyarrow.Array
-        The folder name itself (null where not matched), for messages.
+    codes : numpy.ndarray of int64, shape (N,)
+        Each row's folder, a row of :attr:`folders` (``-1``: the folder does not follow the official naming).
+    folders : pyarrow.Table
+        One row per distinct official-looking folder: ``folder`` (its name), ``category_id`` (int64) and every
+        rank of :data:`~inat_hf.taxonomy.RANKS` (``species`` = genus and epithet).
     """
 
-    matched: np.ndarray
-    category_ids: np.ndarray
-    ranks: dict[str, pa.Array]
-    folders: pa.Array
+    codes: np.ndarray
+    folders: pa.Table
+
+    @property
+    def matched(self) -> np.ndarray:
+        """Rows whose folder follows the official naming."""
+        return self.codes >= 0
+
+    @property
+    def category_ids(self) -> np.ndarray:
+        """Each row's category id from its folder (``-1`` where not matched)."""
+        ids = self.folders["category_id"].to_numpy()
+        return np.where(self.matched, ids[np.maximum(self.codes, 0)] if ids.size else -1, -1)
+
+    def folder_of(self, row: int) -> str:
+        """The folder name of one matched row (for messages)."""
+        return str(self.folders["folder"][int(self.codes[row])].as_py())
 
     def official(self) -> np.ndarray:
-        """Matched rows whose folder is an official iNat 2021 category: its id, species name and kingdom are the
-        official list's (:func:`~inat_hf.taxonomy.official_species`).
+        """Per row: the folder is an official iNat 2021 category, its id, species name and kingdom those of the
+        official list (:func:`~inat_hf.taxonomy.official_species`); False where not matched.
         """
         table = official_species()
-        ids = table["id"].to_numpy()
-        position = np.searchsorted(ids, self.category_ids)
-        position = np.minimum(position, ids.size - 1)
-        known = self.matched & (ids[position] == self.category_ids)
-        taken = pa.array(position)
-        same = [
-            pc.fill_null(pc.equal(self.ranks[rank], table[column].take(taken)), False).to_numpy(zero_copy_only=False)
-            for rank, column in (("species", "name"), ("kingdom", "kingdom"))
-        ]
-        return known & same[0] & same[1]
+        ids, cids = table["id"].to_numpy(), self.folders["category_id"].to_numpy()
+        position = np.minimum(np.searchsorted(ids, cids), ids.size - 1)
+        good = ids[position] == cids
+        for rank, column in (("species", "name"), ("kingdom", "kingdom")):
+            same = pc.equal(self.folders[rank], table[column].take(pa.array(position)))
+            good &= pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+        return self.matched & (good[np.maximum(self.codes, 0)] if good.size else False)
+
+    def disagreeing(self, values: pa.Array, rank: str) -> np.ndarray:
+        """Per row: ``values`` (a rank column of the same rows) holds another name than the folder's ``rank``.
+
+        An empty or null cell never disagrees; at the ``species`` rank a category id equal to the folder's
+        agrees too. Compared once per distinct (folder, value) pair.
+        """
+        encoded = values.dictionary_encode()
+        cells = encoded.indices.to_numpy(zero_copy_only=False)  # null cells: not compared
+        rows = self.matched & encoded.indices.is_valid().to_numpy(zero_copy_only=False)
+        out = np.zeros(len(values), dtype=bool)
+        if not rows.any():
+            return out
+        width = len(encoded.dictionary)
+        pairs, inverse = np.unique(self.codes[rows] * width + cells[rows].astype(np.int64), return_inverse=True)
+        folder, cell = pa.array(pairs // width), encoded.dictionary.take(pa.array(pairs % width))
+        differs = pc.and_(pc.not_equal(cell, self.folders[rank].take(folder)), pc.not_equal(cell, ""))
+        differs = pc.fill_null(differs, False).to_numpy(zero_copy_only=False)
+        if rank == "species":  # the species column may hold the category id instead of the name
+            digits = pc.fill_null(pc.match_substring_regex(cell, r"^\d{1,18}$"), False)
+            ids = pc.if_else(digits, cell, pa.scalar("-2")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+            differs &= ids != self.folders["category_id"].to_numpy()[pairs // width]
+        out[rows] = differs[inverse.reshape(-1)]
+        return out
 
 
 def parse_image_dirs(file_names: pa.Array | pa.ChunkedArray) -> ImageDirs:
@@ -74,15 +110,25 @@ def parse_image_dirs(file_names: pa.Array | pa.ChunkedArray) -> ImageDirs:
     ImageDirs
     """
     names = file_names.combine_chunks() if isinstance(file_names, pa.ChunkedArray) else file_names
-    parts = pc.extract_regex(names, _PATTERN)
-    matched = pc.fill_null(parts.is_valid(), False).to_numpy(zero_copy_only=False)
-    mask = pa.array(~matched)
-
-    def field(name: str) -> pa.Array:
-        return pc.if_else(mask, pa.scalar(None, pa.string()), parts.field(name))
-
-    digits = pc.if_else(mask, pa.scalar("-1"), parts.field("category_id"))
-    ranks = {rank: field(group) for rank, group in zip(RANKS[:-1], _GROUPS[:-1], strict=True)}
-    ranks["species"] = pc.binary_join_element_wise(ranks["genus"], field("epithet"), " ")
-    folders = pc.binary_join_element_wise(field("category_id"), *(field(g) for g in _GROUPS), "_")
-    return ImageDirs(matched, digits.cast(pa.int64()).to_numpy(zero_copy_only=False), ranks, folders)
+    slices = []  # slice by slice: only one slice's directory strings exist at a time
+    for start in range(0, len(names), _SLICE_ROWS):
+        part = names.slice(start, _SLICE_ROWS)
+        in_folder = pc.fill_null(pc.match_substring(part, "/"), False)
+        directory = pc.replace_substring_regex(part, r"/[^/]*$", "")
+        slices.append(pc.if_else(in_folder, directory, pa.scalar(None, pa.string())).dictionary_encode())
+    encoded = pa.chunked_array(slices, pa.dictionary(pa.int32(), pa.string())).unify_dictionaries().combine_chunks()
+    parts = pc.extract_regex(encoded.dictionary, _PATTERN)  # once per distinct directory
+    good = parts.is_valid().to_numpy(zero_copy_only=False)
+    renumber = np.where(good, np.cumsum(good) - 1, -1)
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    codes = np.where(codes >= 0, renumber[np.maximum(codes, 0)] if renumber.size else -1, -1).astype(np.int64)
+    fields = {name: parts.field(name).filter(pa.array(good)) for name in ("category_id", *_GROUPS)}
+    folders = pa.table(
+        {
+            "folder": pc.binary_join_element_wise(*(fields[g] for g in ("category_id", *_GROUPS)), "_"),
+            "category_id": fields["category_id"].cast(pa.int64()),
+            **{rank: fields[group] for rank, group in zip(RANKS[:-1], _GROUPS[:-1], strict=True)},
+            "species": pc.binary_join_element_wise(fields["genus"], fields["epithet"], " "),
+        }
+    )
+    return ImageDirs(codes, folders)

@@ -98,8 +98,8 @@ def read_processed_csv(
     _flag_duplicates(columns["image_id"], problems)
     for name in ("file_name", "user", "species"):
         _require_text(columns[name], name, problems)
-    category_ids, lineage = _lineage(columns, problems)
-    taxonomy = _taxonomy(category_ids, lineage, problems, source)
+    category_ids, entries = _lineage(columns, problems)
+    taxonomy = _taxonomy(category_ids, entries, problems, source)
     renamed = {
         "id": columns["image_id"],
         "width": columns["width"],
@@ -206,53 +206,57 @@ def _require_text(column: pa.ChunkedArray, name: str, problems: ParseContext) ->
     _flag(np.flatnonzero(empty), f"missing_{name}", f"column {name!r} is empty", problems)
 
 
-def _lineage(columns: dict, problems: ParseContext) -> tuple[np.ndarray, dict]:
-    """Official category id per row (-1 if unknown) and every rank's name per row: from the file name's folder
-    where it follows the official naming, else from the ``species`` column and the official list.
+Entries = list[tuple[np.ndarray, pa.Table]]
+"""Where each row's lineage is: (a code per row, ``-1`` for none; a table ``category_id, *RANKS`` the codes index)."""
+
+
+def _lineage(columns: dict, problems: ParseContext) -> tuple[np.ndarray, Entries]:
+    """Official category id per row (-1 if unknown) and where each row's ranks are: its folder's, where the folder
+    follows the official naming, else the ``species`` column matched against the official list.
     """
     dirs = parse_image_dirs(columns["file_name"])
     odd = np.flatnonzero(dirs.matched & ~dirs.official())
     detail = (
-        f"the file name's folder {dirs.folders[int(odd[0])].as_py()!r} is not an official iNat 2021 category "
+        f"the file name's folder {dirs.folder_of(int(odd[0]))!r} is not an official iNat 2021 category "
         "(id, species and kingdom differ from the official list)"
         if odd.size
         else ""
     )
     _flag(odd, "unknown_category", detail, problems)
-    _check_against_folders(columns, dirs, problems)
-    fallback_ids, fallback = _match_species(columns, problems, ~dirs.matched)
-    use = pa.array(dirs.matched)
-    lineage = {rank: pc.if_else(use, dirs.ranks[rank], fallback[rank]) for rank in RANKS}
-    return np.where(dirs.matched, dirs.category_ids, fallback_ids), lineage
-
-
-def _check_against_folders(columns: dict, dirs: ImageDirs, problems: ParseContext) -> None:
-    """Flag the rows whose own rank columns disagree with their folder (an empty cell never disagrees)."""
     for rank in RANKS:
-        if rank not in columns:
-            continue
-        values = columns[rank].combine_chunks()
-        differs = pc.fill_null(pc.and_(pc.not_equal(values, dirs.ranks[rank]), pc.not_equal(values, "")), False)
-        rows = differs.to_numpy(zero_copy_only=False) & dirs.matched
-        if rank == "species":  # the species column may hold the category id instead of the name
-            as_id = pc.fill_null(pc.match_substring_regex(values, r"^\d{1,18}$"), False)
-            ids = pc.if_else(as_id, values, pa.scalar("-2")).cast(pa.int64()).to_numpy(zero_copy_only=False)
-            rows &= ids != dirs.category_ids
-        rows = np.flatnonzero(rows)
-        if rows.size:
-            row = int(rows[0])
-            _flag(
-                rows,
-                f"{rank}_differs_from_folder",
-                f"column {rank!r} is {values[row].as_py()!r} but the file name's folder "
-                f"{dirs.folders[row].as_py()!r} says {dirs.ranks[rank][row].as_py()!r}",
-                problems,
-            )
+        if rank in columns:
+            _flag_disagreements(columns[rank].combine_chunks(), rank, dirs, problems)
+    category_ids = dirs.category_ids
+    entries: Entries = [(dirs.codes, dirs.folders)]
+    rows = np.flatnonzero(~dirs.matched)  # the rows without an official folder: today's rules
+    if rows.size:
+        taken = pa.array(rows)
+        subset = {name: columns[name].take(taken) for name in RANKS if name in columns}
+        category_ids[rows], fallback = _match_species(subset, problems, rows)
+        codes = np.full(category_ids.size, -1, dtype=np.int64)
+        codes[rows] = np.arange(rows.size)
+        entries.append((codes, fallback))
+    return category_ids, entries
 
 
-def _match_species(columns: dict, problems: ParseContext, rows: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Official category id per row (-1 if unknown) and the rank names per row, from the ``species`` column
-    and the official list; unknown species are flagged among ``rows`` only (the rows without a folder).
+def _flag_disagreements(values: pa.Array, rank: str, dirs: ImageDirs, problems: ParseContext) -> None:
+    """Flag the rows whose own ``rank`` column disagrees with their folder (an empty cell never disagrees)."""
+    rows = np.flatnonzero(dirs.disagreeing(values, rank))
+    if rows.size:
+        row = int(rows[0])
+        said = dirs.folders[rank][int(dirs.codes[row])].as_py()
+        _flag(
+            rows,
+            f"{rank}_differs_from_folder",
+            f"column {rank!r} is {values[row].as_py()!r} but the file name's folder {dirs.folder_of(row)!r} "
+            f"says {said!r}",
+            problems,
+        )
+
+
+def _match_species(columns: dict, problems: ParseContext, rows: np.ndarray) -> tuple[np.ndarray, pa.Table]:
+    """Official category id (-1 if unknown) and the ranks (a table ``category_id, *RANKS``) of each row of
+    ``columns``, the file's ``rows``, from the ``species`` column and the official list.
     """
     official = official_species()
     species = columns["species"].combine_chunks()
@@ -263,15 +267,16 @@ def _match_species(columns: dict, problems: ParseContext, rows: np.ndarray) -> t
         pc.if_else(as_id, species, pa.scalar(None, pa.string())).cast(pa.int64()), value_set=official["id"]
     ).to_numpy(zero_copy_only=False)
     position = np.where(np.isnan(by_name.astype(float)), by_id.astype(float), by_name.astype(float))
-    known = ~np.isnan(position) & pc.is_valid(species).to_numpy(zero_copy_only=False)
+    valid = pc.is_valid(species).to_numpy(zero_copy_only=False)
+    known = ~np.isnan(position) & valid
     position = np.where(known, position, 0).astype(np.int64)
-    unknown = np.flatnonzero(~known & pc.is_valid(species).to_numpy(zero_copy_only=False) & rows)
+    unknown = np.flatnonzero(~known & valid)
     detail = (
         f"species {species[int(unknown[0])].as_py()!r} is not one of the 10,000 iNat 2021 species"
         if unknown.size
         else ""
     )
-    _flag(unknown, "unknown_category", detail, problems)
+    _flag(rows[unknown], "unknown_category", detail, problems)
     category_ids = np.where(known, ids[position], -1)
     taken = pa.array(position)
     lineage = {
@@ -284,20 +289,20 @@ def _match_species(columns: dict, problems: ParseContext, rows: np.ndarray) -> t
         "species": official["name"].take(taken),
     }
     if "family" not in columns:
-        problems.count_nulled("no_family", int((known & rows).sum()))
-    lineage = {rank: _array(values) for rank, values in lineage.items()}
-    lineage["species"] = pc.if_else(pa.array(known), lineage["species"], pa.scalar(None, pa.string()))
-    return category_ids, lineage
+        problems.count_nulled("no_family", int(known.sum()))
+    return category_ids, pa.table({"category_id": category_ids, **{rank: lineage[rank] for rank in RANKS}})
 
 
-def _array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-
-
-def _taxonomy(category_ids: np.ndarray, lineage: dict, problems: ParseContext, source: str) -> Taxonomy:
-    """One taxonomy row per category, checking every row of a species agrees on every rank."""
+def _taxonomy(category_ids: np.ndarray, entries: Entries, problems: ParseContext, source: str) -> Taxonomy:
+    """One taxonomy row per category (from the lineages of the kept rows), checking that every row of a species
+    agrees on every rank.
+    """
     keep = (category_ids >= 0) & problems.mask(len(category_ids))
-    table = pa.table({"category_id": category_ids, **{r: lineage[r] for r in RANKS}}).filter(pa.array(keep))
+    parts = []
+    for codes, lineage in entries:
+        used = np.unique(codes[keep & (codes >= 0)])
+        parts.append(lineage.select(["category_id", *RANKS]).take(pa.array(used, type=pa.int64())))
+    table = pa.concat_tables(parts)
     grouped = table.group_by("category_id", use_threads=False).aggregate([(r, "count_distinct") for r in RANKS])
     for rank in RANKS:
         conflicts = pc.greater(grouped[f"{rank}_count_distinct"], 1)
