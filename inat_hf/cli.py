@@ -131,8 +131,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     out = Path(args.out)
     start = time.perf_counter()
     images = load_config_metadata(source, config)  # once: the per-user table, and the manifest
-    manifest = load_or_build(locate(source, config, args.cache_dir), source, images)  # a config that keeps nothing
-    out.mkdir(parents=True, exist_ok=True)  # stops here, before anything is written
+    manifest = load_or_build(locate(source, config, args.cache_dir), source, images)  # EmptyConfigError: before
+    out.mkdir(parents=True, exist_ok=True)  # anything is written
     stats = compute_stats(manifest, config.name)
     print(format_stats(stats))
     report = {**stats.to_dict(), "config_fields": config.fingerprint_fields()}

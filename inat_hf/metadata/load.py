@@ -129,7 +129,8 @@ def load_metadata(
     -------
     pyarrow.Table
         Columns :data:`inat_hf.schema.IMAGE_COLUMNS`, one row per image; the load's report is in the schema metadata
-        (:func:`inat_hf.metadata.metadata_report`).
+        (:func:`inat_hf.metadata.metadata_report`). Each rank's vocabulary is that of all the files' categories, in
+        official taxonomic order (a processed CSV of some species beside ``val.json`` gets ``train.json``'s).
     """
     on_invalid = check_policy("on_invalid", on_invalid)
     loc = url if isinstance(url, storage.Location) else storage.resolve(url, storage_options)

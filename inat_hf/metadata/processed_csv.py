@@ -9,7 +9,9 @@ Every rank, from the file name. An official ``file_name`` lies in its category's
 ``image_dir_name`` (``train/00000_Animalia_Annelida_Clitellata_Haplotaxida_Lumbricidae_Lumbricus_terrestris/
 <uuid>.jpg``: category id, kingdom, phylum, class, order, family, genus, specific epithet;
 :mod:`inat_hf.metadata.image_dirs`). Where the folder follows that naming, the category id and all seven
-ranks come from it, so the table is the one ``train.json`` gives (same label vocabularies, same order).
+ranks come from it, so the table is the one ``train.json`` gives: the same names, and label vocabularies in
+the same official taxonomic order (those of ``train.json`` itself when the CSV holds every species, as the
+full one does, or when loaded beside ``val.json``: :func:`inat_hf.metadata.load.load_metadata`).
 The folder must be an official category (its id, species and kingdom as in the official list, else
 ``unknown_category``), and the row's own rank columns (``phylum``, ``class``, ``order``, ``species`` as a
 name or a category id, and ``kingdom``, ``family``, ``genus`` when present) must agree with it: a
