@@ -25,7 +25,14 @@ names the new one (:mod:`inat_hf._moved`).
 from typing import Any
 
 from inat_hf import _moved
-from inat_hf.errors import InatError, MetadataError, StorageAuthError, StorageError, StorageNotFoundError
+from inat_hf.errors import (
+    EmptyConfigError,
+    InatError,
+    MetadataError,
+    StorageAuthError,
+    StorageError,
+    StorageNotFoundError,
+)
 from inat_hf.metadata import load_metadata
 from inat_hf.metadata.report import MetadataReport, metadata_report
 from inat_hf.schema import IMAGE_COLUMNS
@@ -49,6 +56,7 @@ __all__ = [
     "IMAGE_COLUMNS",
     "RANKS",
     "ClientData",
+    "EmptyConfigError",
     "InatError",
     "MetadataError",
     "MetadataReport",

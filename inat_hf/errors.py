@@ -26,3 +26,7 @@ class StorageNotFoundError(StorageError, FileNotFoundError):
 
 class StorageAuthError(StorageError, PermissionError):
     """The credentials were missing, wrong or not allowed to do this."""
+
+
+class EmptyConfigError(InatError, ValueError):
+    """A config keeps no row of its metadata: the one-line message names the config, the rows in and the reason."""

@@ -190,6 +190,27 @@ def build_taxonomy(
     return Taxonomy(category_ids=sorted_ids, names=names, category_labels=labels, extra=extra_sorted)
 
 
+def merged_vocabularies(taxonomies: Sequence[Taxonomy]) -> dict[str, tuple[str, ...]]:
+    """Each rank's label vocabulary over several taxonomies (the files of one load), in official taxonomic order.
+
+    A taxon's position is its rank when the taxa are sorted by the smallest category id they contain in any of
+    the taxonomies, as within one (:func:`build_taxonomy`); so a file that lists only some species (a processed
+    CSV of a subset) beside one that lists all of them (``val.json``) gets the labels of the complete list.
+    """
+    vocabularies: dict[str, tuple[str, ...]] = {}
+    for rank in RANKS:
+        first: dict[str, int] = {}
+        for taxonomy in taxonomies:
+            labels = taxonomy.category_labels[rank]
+            valid = labels >= 0
+            present, index = np.unique(labels[valid], return_index=True)  # ids are sorted: the first is the smallest
+            for label, cid in zip(present.tolist(), taxonomy.category_ids[valid][index].tolist(), strict=True):
+                name = taxonomy.names[rank][label]
+                first[name] = min(first.get(name, cid), cid)
+        vocabularies[rank] = tuple(sorted(first, key=lambda name: (first[name], name)))
+    return vocabularies
+
+
 def taxonomy_from_categories(records: Sequence[Any], source: str) -> Taxonomy:
     """Build a :class:`Taxonomy` from official category records.
 

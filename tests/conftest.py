@@ -106,6 +106,28 @@ def small_metadata(tmp_path_factory: pytest.TempPathFactory) -> Replica:
     return Replica(str(folder), write_sample(str(folder), scale="small", seed=0, metadata_only=True))
 
 
+def write_processed_csv(train_json: str | Path, path: str | Path) -> Path:
+    """``training_image_info.csv`` of a ``train.json``, as the known copy has it: pandas' ``DataFrame.to_csv`` of
+    the required columns (a pandas index column first, empty header), species as scientific names.
+    """
+    from inat_hf.metadata import load_metadata
+    from inat_hf.metadata.processed_csv import REQUIRED_COLUMNS
+
+    load_metadata(str(train_json)).select(list(REQUIRED_COLUMNS)).to_pandas().to_csv(path)
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_csv_replica(tmp_path_factory: pytest.TempPathFactory, tiny_replica: Replica) -> Replica:
+    """The ``tiny`` replica's metadata as the processed CSV: :func:`write_processed_csv` of its ``train.json``,
+    beside a copy of its ``val.json`` (the images stay in ``tiny_replica``); written once per session, read-only.
+    """
+    folder = tmp_path_factory.mktemp("tiny-csv")
+    write_processed_csv(Path(tiny_replica.url) / "train.json", folder / "training_image_info.csv")
+    (folder / "val.json").write_bytes((Path(tiny_replica.url) / "val.json").read_bytes())
+    return Replica(str(folder), tiny_replica.counts)
+
+
 # --- RELIABILITY.md --------------------------------------------------------------------------------------
 
 

@@ -198,7 +198,8 @@ def test_the_fingerprint_scheme_is_documented():
         assert words in section.group(1), f"the docs section does not say {words!r}"
     record(
         "determinism",
-        "fingerprint documentation (inat_hf/manifest/cache.py docstring, docs/partitions.md 'Determinism and fingerprints')",
+        "fingerprint documentation (inat_hf/manifest/cache.py docstring, "
+        "docs/partitions.md 'Determinism and fingerprints')",
         "says what goes in (file names, sizes, version tokens; config fields; MANIFEST_VERSION) and what never "
         "does (URLs, credentials)",
         "both say it",

@@ -6,6 +6,7 @@ import copy
 import gzip
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -228,40 +229,74 @@ def test_processed_csv_matches_official_json(tmp_path):
     path.write_text(_csv_from(official))
     table = load_metadata(str(path))
     assert table.column_names == list(IMAGE_COLUMNS)
-    for column in (
-        "image_id",
-        "user",
-        "width",
-        "height",
-        "file_name",
-        "kingdom",
-        "phylum",
-        "class",
-        "order",
-        "genus",
-        "species",
-    ):
+    for column in ("image_id", "user", "width", "height", "file_name", *RANKS):
         assert table[column].to_pylist() == official[column].to_pylist(), column
-    # Species are matched to the official list: the real category ids (the dummy file's ids 0..2 are not).
+    # Every rank and the category id come from the official folder of each file name: the real category ids
+    # (the dummy file's ids 0..2 are not), and the family the CSV has no column for.
     assert table["species_id"].to_pylist() == [2912, 4831, 5015]
-    assert table["family"].null_count == table.num_rows
-    assert metadata_report(table).files[0].nulled == {"no_family": 3}
+    assert table["family"].to_pylist() == ["Ictaluridae", "Sciuridae", "Iguanidae"]
+    assert metadata_report(table).files[0].nulled == {}
     # A data folder with only the CSV loads it as the train split.
     assert load_metadata(str(tmp_path))["image_id"].to_pylist() == official["image_id"].to_pylist()
 
 
-def test_processed_csv_missing_column(tmp_path):
+def test_processed_csv_without_official_folders_falls_back_to_the_species_list(tmp_path):
+    official = load_metadata(str(REFERENCE / "train.json"))
     path = tmp_path / "training_image_info.csv"
-    path.write_text(_csv_from(load_metadata(str(REFERENCE / "train.json")), drop=("width", "order")))
-    with pytest.raises(MetadataError, match=r"training_image_info.csv: required column\(s\) \['width', 'order'\]"):
+    text = _csv_from(official)
+    moved = re.sub(r",train/\d{5}_[^/,]+/", ",photos/", text)  # files not in their official folders
+    assert moved.count(",photos/") == 3
+    path.write_text(moved.replace("Marmota flaviventris", "4831"))  # a species as its category id
+    table = load_metadata(str(path))
+    assert table["species_id"].to_pylist() == [2912, 4831, 5015]
+    assert table["genus"].to_pylist() == official["genus"].to_pylist()
+    assert table["kingdom"].to_pylist() == official["kingdom"].to_pylist()
+    assert table["family"].null_count == table.num_rows  # not derivable from a species name: null, and counted
+    assert metadata_report(table).files[0].nulled == {"no_family": 3}
+    path.write_text(moved.replace("Ameiurus nebulosus", "Ameiurus imaginarius"))
+    with pytest.raises(MetadataError, match=r"species 'Ameiurus imaginarius' is not one of the 10,000"):
         load_metadata(str(path))
 
 
 @pytest.mark.parametrize(
     ("old", "new", "reason", "message"),
     [
+        ("Ameiurus nebulosus", "Ameiurus imaginarius", "species_differs_from_folder", r"column 'species' is 'Ameiurus "
+         r"imaginarius' but the file name's folder '02912_Animalia_.*_Ameiurus_nebulosus' says 'Ameiurus nebulosus'"),
+        (",Siluriformes,", ",Rodentia,", "order_differs_from_folder", r"row 1: column 'order' is 'Rodentia' but"),
+        ("Ameiurus nebulosus", "4831", "species_differs_from_folder", r"column 'species' is '4831' but"),
+        ("02912_Animalia", "02913_Animalia", "unknown_category", r"folder '02913_Animalia_.*' is not an official"),
+        ("02912_Animalia", "02912_Plantae", "unknown_category", r"folder '02912_Plantae_.*' is not an official"),
+    ],
+)  # fmt: skip
+def test_processed_csv_disagreeing_with_its_folder_is_never_settled_silently(tmp_path, old, new, reason, message):
+    path = tmp_path / "training_image_info.csv"
+    text = _csv_from(load_metadata(str(REFERENCE / "train.json")))
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(MetadataError, match=message):
+        load_metadata(str(path))
+    table = load_metadata(str(path), on_invalid="skip")
+    report = metadata_report(table).files[0]
+    assert report.skipped == {reason: 1} and report.rows_in == 3 == report.rows_out + 1
+    assert table["species_id"].to_pylist() == [4831, 5015]
+
+
+def test_processed_csv_species_as_id_and_empty_rank_cells_agree_with_the_folder(tmp_path):
+    official = load_metadata(str(REFERENCE / "train.json"))
+    text = _csv_from(official).replace("Ameiurus nebulosus", "2912").replace(",Siluriformes,", ",,")
+    path = tmp_path / "training_image_info.csv"
+    path.write_text(text)
+    table = load_metadata(str(path))
+    assert table["species"].to_pylist() == official["species"].to_pylist()
+    assert table["order"].to_pylist() == official["order"].to_pylist()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "reason", "message"),
+    [
         (",500,500,", ",500,big,", "invalid_height", r"column 'height' holds 'big'"),
-        ("Ameiurus nebulosus", "Ameiurus imaginarius", "unknown_category", r"'Ameiurus imaginarius' is not one of"),
+        ("Ameiurus_nebulosus/", "Ameiurus-nebulosus/", "missing_family", None),
     ],
 )
 def test_processed_csv_bad_values(tmp_path, old, new, reason, message):
@@ -269,6 +304,11 @@ def test_processed_csv_bad_values(tmp_path, old, new, reason, message):
     text = _csv_from(load_metadata(str(REFERENCE / "train.json")))
     assert old in text
     path.write_text(text.replace(old, new, 1))
+    if message is None:  # a folder that is not the official one: the species list, the family null
+        table = load_metadata(str(path))
+        assert table["family"].to_pylist() == [None, "Sciuridae", "Iguanidae"]
+        assert metadata_report(table).files[0].nulled == {"no_family": 1}
+        return
     with pytest.raises(MetadataError, match=message):
         load_metadata(str(path))
     table = load_metadata(str(path), on_invalid="skip")

@@ -1,6 +1,7 @@
 """The exported ``client`` pseudonym against its documented formula, computed here with ``hashlib``.
 
-The oracle is the formula in docs/export-and-card.md, written out below (never the package's ``pseudonym`` helper), applied to
+The oracle is the formula in docs/export-and-card.md, written out below (never the package's ``pseudonym``
+helper), applied to
 the ``rights_holder`` read straight from the replica's JSON: every exported row of a ``user`` config,
 with one user per client and with ``group_size`` users per client (the group's first name in sorted
 order, one name per client over all its splits), and the names of the other schemes and of ``validation``.

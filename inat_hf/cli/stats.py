@@ -37,10 +37,10 @@ def run(args: argparse.Namespace) -> int:
     where = common.location(args)
     source = storage.resolve(where["data_dir"], where["storage_options"])
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     images = load_config_metadata(source, config)  # once: the per-user table, and the manifest
-    manifest = load_or_build(locate(source, config, args.cache_dir), source, images)
+    manifest = load_or_build(locate(source, config, args.cache_dir), source, images)  # EmptyConfigError: before
+    out.mkdir(parents=True, exist_ok=True)  # anything is written
     stats = compute_stats(manifest, config.name)
     print(format_stats(stats))
     report = {**stats.to_dict(), "config_fields": config.fingerprint_fields()}

@@ -46,7 +46,7 @@ from inat_hf.hub.card_text import (
     scheme_text,
     set_flags,
 )
-from inat_hf.manifest import Manifest, load_config_metadata, load_or_build, locate
+from inat_hf.manifest import Manifest, check_configs, load_config_metadata, load_or_build, locate
 from inat_hf.schema import SPLITS
 from inat_hf.taxonomy import RANKS
 
@@ -341,6 +341,8 @@ def card_from_data(
     described = card_config(configs, default_config)
     source = storage.resolve(data_dir, storage_options)
     images = load_config_metadata(source, described)  # its train_split: what the card's numbers describe
+    same_pool = [c for c in configs if (c.train_split, c.on_invalid) == (described.train_split, described.on_invalid)]
+    check_configs(images, same_pool)  # a config that keeps no rows stops here, before any manifest
     built = []
     for config in configs:
         same = (config.train_split, config.on_invalid) == (described.train_split, described.on_invalid)

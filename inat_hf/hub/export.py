@@ -40,7 +40,15 @@ from inat_hf import storage
 from inat_hf.config import INatFLConfig, config_for
 from inat_hf.errors import StorageNotFoundError
 from inat_hf.hub.card import card_from_exports
-from inat_hf.manifest import Manifest, client_row_groups, layout, load_or_build, locate, row_group_bounds
+from inat_hf.manifest import (
+    Manifest,
+    check_configs,
+    client_row_groups,
+    layout,
+    load_or_build,
+    locate,
+    row_group_bounds,
+)
 from inat_hf.manifest.examples import check_image, image_location
 from inat_hf.metadata import load_metadata
 from inat_hf.schema import SPLITS, features_for
@@ -310,9 +318,12 @@ def export_dataset(
     on_invalid = configs[0].on_invalid if configs else "error"  # the overrides are the same for every config
     pool = configs[0].train_split if configs else "train"  # (so is the train pool)
     table = load_metadata(source, on_invalid=on_invalid, train_split=pool)  # once: the manifests and the card
+    # Every config checked, then every manifest built: a config that keeps no rows stops the export before any
+    # file is written.
+    check_configs(table, configs)
+    manifests = [load_or_build(locate(source, config, cache_dir), source, table) for config in configs]
     written, built = {}, []
-    for config in configs:
-        manifest = load_or_build(locate(source, config, cache_dir), source, table)
+    for config, manifest in zip(configs, manifests, strict=True):
         written[config.name] = export_config(manifest, config, out, include_user=include_user, images=images)
         built.append((config, manifest, data_files(config.name, list(written[config.name]))))
     card = card_from_exports(built, table, out, replica_note=replica_note)

@@ -5,7 +5,7 @@
 :mod:`~inat_hf.manifest.layout` (client-aligned row groups, shards, reading one client back).
 """
 
-from inat_hf.manifest.build import Manifest, assign_clients, build_manifest, user_codes
+from inat_hf.manifest.build import Manifest, assign_clients, build_manifest, check_configs, user_codes
 from inat_hf.manifest.cache import (
     MANIFEST_VERSION,
     ManifestKey,
@@ -27,6 +27,7 @@ __all__ = [
     "assign_clients",
     "build_manifest",
     "cache_root",
+    "check_configs",
     "client_row_groups",
     "load_config_metadata",
     "load_or_build",

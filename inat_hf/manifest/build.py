@@ -20,6 +20,7 @@ whatever ``PYTHONHASHSEED``. Caching (and the fingerprint) is :mod:`inat_hf.mani
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from inat_hf.config import INatFLConfig
+from inat_hf.manifest import checks
 from inat_hf.partition import DROPPED, filters, get_partitioner
 from inat_hf.schema import MANIFEST_COLUMNS, SPLITS
 from inat_hf.taxonomy import RANKS
@@ -108,10 +110,14 @@ def _float(column: pa.ChunkedArray) -> NDArray[np.float64]:
 
 
 def assign_clients(
-    images: pa.Table, config: INatFLConfig, labels: NDArray[np.int64]
+    images: pa.Table,
+    config: INatFLConfig,
+    labels: NDArray[np.int64],
+    clients_before: dict[str, NDArray[np.int64]] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.bool_], NDArray[np.int64], NDArray[np.int8]]:
     """Client id, test flag, held-out client ids and drop reason (an index into :data:`DROP_REASONS`, ``-1`` for
-    a kept row) of each row of a train images table.
+    a kept row) of each row of a train images table. ``clients_before``, when given, receives the client sizes
+    each filter was given, under the filter's drop reason (to say why a config keeps nothing).
     """
     rng = np.random.default_rng(config.seed)
     partitioner = get_partitioner(config.scheme)
@@ -142,6 +148,8 @@ def assign_clients(
         (lambda a: filters.sample_clients(a, config.client_fraction, rng), "client_not_sampled"),
     ]
     for step, why in steps:
+        if clients_before is not None:
+            clients_before[why] = filters.client_sizes(assignment)
         assignment = step(assignment)
         _mark(reason, assignment, why)
     assignment = filters.renumber(assignment)
@@ -155,15 +163,42 @@ def _mark(reason: NDArray[np.int8], assignment: NDArray[np.int64], why: str) -> 
     reason[(assignment < 0) & (reason < 0)] = DROP_REASONS.index(why)
 
 
-def build_manifest(images: pa.Table, config: INatFLConfig, fingerprint: str = "") -> Manifest:
-    """Partition an images table into the manifest of ``config`` (pure; see the module docstring)."""
+def _split_rows(images: pa.Table, name: str) -> pa.Table:
     split = images["split"].combine_chunks()
     split = split.dictionary_decode() if pa.types.is_dictionary(split.type) else split
-    train = images.filter(pc.equal(split, config.train_split))  # the train pool: train or train_mini
+    return images.filter(pc.equal(split, name))
+
+
+def check_configs(images: pa.Table, configs: Iterable[INatFLConfig]) -> None:
+    """Raise :class:`~inat_hf.errors.EmptyConfigError` for the first of ``configs`` whose metadata cannot give a
+    single row (:func:`inat_hf.manifest.checks.check_source`: a geo scheme without locations, a rank the
+    metadata does not give, ...), before any manifest is built: the entry points that take several configs
+    call it first, so that the last config's problem stops the run before the first config's work.
+    """
+    for config in configs:
+        train = _split_rows(images, config.train_split)
+        checks.check_source(images, train, _labels(train, config.rank)[0], config)
+
+
+def build_manifest(images: pa.Table, config: INatFLConfig, fingerprint: str = "") -> Manifest:
+    """Partition an images table into the manifest of ``config`` (pure; see the module docstring).
+
+    Raises
+    ------
+    inat_hf.errors.EmptyConfigError
+        The config keeps no row (:mod:`inat_hf.manifest.checks`), in one line naming it, the rows in and why.
+    """
+    train = _split_rows(images, config.train_split)  # the train pool: train or train_mini
     train = train.take(pa.array(np.argsort(train["image_id"].to_numpy(), kind="stable")))  # input order is moot
-    val = images.filter(pc.equal(split, "val"))
+    val = _split_rows(images, "val")
     labels, names = _labels(train, config.rank)
-    assignment, is_test, heldout, reason = assign_clients(train, config, labels)
+    checks.check_source(images, train, labels, config)  # before any partitioning: nothing to keep, say why
+    clients_before: dict[str, NDArray[np.int64]] = {}
+    try:
+        assignment, is_test, heldout, reason = assign_clients(train, config, labels, clients_before)
+    except ValueError as err:  # the scheme cannot cut these rows (num_partitions above the rows, ...)
+        raise checks.empty_config_error(config, train.num_rows, str(err)) from None
+    checks.check_kept(config, train.num_rows, reason, DROP_REASONS, clients_before)
     kept = assignment >= 0
     split_code = np.where(is_test, 1, 0)
     order = np.lexsort((train["image_id"].to_numpy(), assignment, split_code))
@@ -228,7 +263,7 @@ def _client_index(client: NDArray[np.int64], split_code: NDArray, heldout: NDArr
         rows = np.flatnonzero(split_code == code)
         lengths = np.bincount(client[rows], minlength=num_clients)
         base = int(np.count_nonzero(split_code < code))
-        columns[f"{name}_offset"] = base + np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+        columns[f"{name}_offset"] = base + (np.cumsum(lengths) - lengths).astype(np.int64)
         columns[f"{name}_length"] = lengths.astype(np.int64)
     columns["heldout"] = np.isin(columns["client_id"], heldout)
     return pa.table(columns)

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from inat_hf import storage
 from inat_hf.errors import MetadataError
@@ -17,6 +18,7 @@ from inat_hf.metadata.official_json import OFFICIAL_SPLITS, read_official_json
 from inat_hf.metadata.processed_csv import read_processed_csv
 from inat_hf.metadata.report import MetadataReport, attach_report
 from inat_hf.schema import TRAIN_SPLITS, Policy, check_policy
+from inat_hf.taxonomy import Taxonomy, merged_vocabularies
 
 
 def is_file_url(url: str) -> bool:
@@ -130,19 +132,39 @@ def load_metadata(
     -------
     pyarrow.Table
         Columns :data:`inat_hf.schema.IMAGE_COLUMNS`, one row per image; the load's report is in the schema metadata
-        (:func:`inat_hf.metadata.metadata_report`).
+        (:func:`inat_hf.metadata.metadata_report`). Each rank's vocabulary is that of all the files' categories, in
+        official taxonomic order (a processed CSV of some species beside ``val.json`` gets ``train.json``'s).
     """
     on_invalid = check_policy("on_invalid", on_invalid)
     loc = url if isinstance(url, storage.Location) else storage.resolve(url, storage_options)
     files = find_metadata_files(loc, splits, train_split=train_split)
-    tables, report = [], MetadataReport()
+    tables, taxonomies, report = [], [], MetadataReport()
     for relative in files:
         file_loc = loc.child(relative) if relative else loc
         if file_loc.root.endswith(".csv"):
-            table, file_report = read_processed_csv(file_loc, on_invalid=on_invalid, split=csv_split(file_loc.root))
+            read = read_processed_csv(file_loc, on_invalid=on_invalid, split=csv_split(file_loc.root))
         else:
-            table, file_report = read_official_json(file_loc, on_invalid=on_invalid)
-        tables.append(table)
-        report.files.append(file_report)
-    combined = tables[0] if len(tables) == 1 else pa.concat_tables(tables).unify_dictionaries()
-    return attach_report(combined, report)
+            read = read_official_json(file_loc, on_invalid=on_invalid)
+        tables.append(read[0])
+        report.files.append(read[1])
+        taxonomies.append(read[2])
+    return attach_report(_combine(tables, taxonomies), report)
+
+
+def _combine(tables: list[pa.Table], taxonomies: list[Taxonomy]) -> pa.Table:
+    """One table from the files' tables, every rank encoded with the vocabulary of all the files' categories in
+    official taxonomic order (:func:`inat_hf.taxonomy.merged_vocabularies`).
+    """
+    if len(tables) == 1:
+        return tables[0]
+    vocabularies = {rank: pa.array(names, pa.string()) for rank, names in merged_vocabularies(taxonomies).items()}
+    recoded = []
+    for table in tables:
+        for rank, names in vocabularies.items():
+            column = table[rank].combine_chunks()  # a dictionary array: re-point its indices into ``names``
+            moved = pc.index_in(column.dictionary, value_set=names).take(column.indices)
+            table = table.set_column(
+                table.schema.get_field_index(rank), rank, pa.DictionaryArray.from_arrays(moved, names)
+            )
+        recoded.append(table)
+    return pa.concat_tables(recoded).unify_dictionaries()

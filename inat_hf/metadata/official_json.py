@@ -97,8 +97,8 @@ def read_json_bytes(loc: storage.Location, source: str) -> bytes:
 
 def read_official_json(
     loc: storage.Location, *, split: str | None = None, on_invalid: Policy = "error"
-) -> tuple[pa.Table, FileReport]:
-    """Read one official JSON file into an images table and its report.
+) -> tuple[pa.Table, FileReport, Taxonomy]:
+    """Read one official JSON file into an images table, its report and the file's taxonomy.
 
     Parameters
     ----------
@@ -162,7 +162,7 @@ def read_official_json(
         report,
     )
     table = images_table(columns, category_ids, taxonomy, split, image_problems, report)
-    return table, report
+    return table, report, taxonomy
 
 
 def _to_columns(

@@ -27,7 +27,7 @@ from inat_hf.config import INatFLConfig, config_for
 from inat_hf.errors import InatError
 from inat_hf.hub.card import card_config, card_from_exports
 from inat_hf.hub.export import data_files, with_split_sizes
-from inat_hf.manifest import Manifest, ManifestKey, load_config_metadata, load_or_build, locate
+from inat_hf.manifest import Manifest, ManifestKey, check_configs, load_config_metadata, load_or_build, locate
 from inat_hf.metadata import is_file_url
 from inat_hf.prepare import engine
 from inat_hf.prepare.plan import (
@@ -225,13 +225,15 @@ def _manifests(keys: list[ManifestKey], source: storage.Location) -> tuple[list[
     ``on_invalid``: loaded once for the configs that share them, not at all when every manifest is cached);
     and the metadata the card describes (that of :func:`inat_hf.hub.card.card_config`), if it was loaded.
     """
-    loaded: dict[tuple[str, str], pa.Table] = {}
-    manifests = []
-    for key in keys:
-        group = (key.config.train_split, key.config.on_invalid)
-        if not key.is_built() and group not in loaded:
-            loaded[group] = load_config_metadata(source, key.config)
-        manifests.append(load_or_build(key, source, loaded.get(group)))
+
+    def pool(key: ManifestKey) -> tuple[str, str]:
+        return key.config.train_split, key.config.on_invalid
+
+    missing = [key for key in keys if not key.is_built()]
+    loaded = {pool(key): load_config_metadata(source, key.config) for key in reversed(missing)}
+    for group, table in loaded.items():  # a config that keeps no rows stops the run here, before any manifest
+        check_configs(table, [key.config for key in missing if pool(key) == group])
+    manifests = [load_or_build(key, source, loaded.get(pool(key))) for key in keys]
     described = card_config([key.config for key in keys])
     return manifests, loaded.get((described.train_split, described.on_invalid))
 
