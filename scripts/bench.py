@@ -7,6 +7,7 @@
     python scripts/bench.py prepare ...    (scripts/bench_prepare.py)
     python scripts/bench.py partitioner ...  (scripts/bench_partitioner.py)
     python scripts/bench.py pipeline ...  (scripts/bench_pipeline.py)
+    python scripts/bench.py batches ...   (scripts/bench_batches.py)
 
 ``metadata``: time and peak RSS of ``inat_hf.metadata.load_metadata`` on the replica's ``train.json``
 against the TFDS approach (``json.load`` plus Python loops building the same table). Each loader runs in
@@ -37,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-PLUGINS = ("bench_fetch", "bench_clients", "bench_prepare", "bench_partitioner", "bench_pipeline")
+PLUGINS = ("bench_fetch", "bench_clients", "bench_prepare", "bench_partitioner", "bench_pipeline", "bench_batches")
 
 
 def _checksum(image_ids: np.ndarray, species: list[str]) -> str:
