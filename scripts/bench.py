@@ -7,6 +7,7 @@
     python scripts/bench.py prepare ...    (scripts/bench_prepare.py)
     python scripts/bench.py partitioner ...  (scripts/bench_partitioner.py)
     python scripts/bench.py pipeline ...  (scripts/bench_pipeline.py)
+    python scripts/bench.py batches ...   (scripts/bench_batches.py)
 
 ``metadata``: time and peak RSS of ``inat_hf.metadata.load_metadata`` on the replica's ``train.json``
 against the TFDS approach (``json.load`` plus Python loops building the same table). Each loader runs in
@@ -42,6 +43,7 @@ PLUGINS = {
     "prepare": "prepare on Dask vs the builder vs raw downloads; driver at scale",
     "partitioner": "INatPartitioner: prepared vs shuffled split",
     "pipeline": "input pipeline: ViTImageProcessor vs ImageTransform",
+    "batches": "batch(by_column='client_id') vs ClientData.client, per client",
 }
 """More benchmarks, each a script of its own beside this one (``scripts/bench_NAME.py NAME ...``), run as such."""
 

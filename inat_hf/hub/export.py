@@ -39,6 +39,7 @@ from huggingface_hub import DatasetCard
 from inat_hf import storage
 from inat_hf.config import INatFLConfig, config_for
 from inat_hf.errors import StorageNotFoundError
+from inat_hf.federated.compat import decode_mapped
 from inat_hf.hub.card import card_from_exports
 from inat_hf.manifest import (
     Manifest,
@@ -280,7 +281,7 @@ def attach_images(
     if isinstance(dataset, datasets.IterableDataset):
         features = datasets.Features({"image": image_feature, **(dataset.features or {})})
         mapped = dataset.map(add, batched=True, batch_size=batch_size, features=features)
-        return mapped.decode(True)  # map's output is not decoded by default
+        return decode_mapped(mapped)  # map's output is not decoded by default
 
     def decoded(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         batch = add(batch)
