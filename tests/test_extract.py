@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import tarfile
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from inat_hf import extract as extract_module
 from inat_hf.cli import main
-from inat_hf.extract import ExtractError, extract_archive, official_archives
+from inat_hf.extract import MARKER_DIR, ExtractError, extract_archive, official_archives
 from inat_hf.storage import list_sizes, read_bytes, resolve
 
 FOLDERS = ("train", "val", "train_mini")
@@ -48,8 +49,10 @@ def archive(tiny_replica, tmp_path_factory) -> tuple[Path, str, dict[str, bytes]
     return path, hashlib.md5(path.read_bytes()).hexdigest(), _source_files(root)
 
 
-def _written(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+def _written(root: Path, *, markers: bool = False) -> dict[str, bytes]:
+    """The files under ``root`` (those of the marker folder only if ``markers``)."""
+    found = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {name: data for name, data in found.items() if markers or not name.startswith(f"{MARKER_DIR}/")}
 
 
 def test_extract_to_local_disk_gives_the_source_bytes_and_a_rerun_skips(archive, tmp_path):
@@ -58,17 +61,33 @@ def test_extract_to_local_disk_gives_the_source_bytes_and_a_rerun_skips(archive,
     seen = []
     report = extract_archive(str(path), str(out), md5=md5, progress=seen.append)
     assert report.verified and report.md5 == md5 and report.bytes_read == path.stat().st_size
-    assert report.written == len(files) == 211 and report.refused == report.skipped == 0
+    assert report.written == len(files) == 211 and report.refused == report.skipped == report.redone == 0
     assert report.members == report.written + report.folders and report.bytes_written == sum(map(len, files.values()))
-    marker = f"{extract_module.MARKER_DIR}/replica.tar.gz.json"
-    assert _written(out) == {**files, marker: (out / marker).read_bytes()}
+    marker, record = f"{MARKER_DIR}/replica.tar.gz.json", f"{MARKER_DIR}/replica.tar.gz.files/000000.json"
+    assert _written(out, markers=True) == {**files, marker: (out / marker).read_bytes(),
+                                           record: (out / record).read_bytes()}  # fmt: skip
+    assert sorted(map(tuple, json.loads((out / record).read_bytes())["files"])) == _expected_record(files)
+    assert json.loads((out / marker).read_bytes())["files_recorded"] == 211
     assert seen and seen[-1] is report
     again = extract_archive(str(path), str(out), md5=md5)
     assert again.written == 0 and again.skipped == 211 and again.verified
-    (out / "val").joinpath(next(f for f in files if f.startswith("val/")).removeprefix("val/")).write_bytes(b"x")
-    third = extract_archive(str(path), str(out), md5=md5)  # a file of another size is written again
-    assert third.written == 1 and third.skipped == 210
-    assert {k: v for k, v in _written(out).items() if k != marker} == files
+    assert not (out / f"{MARKER_DIR}/replica.tar.gz.files/000001.json").exists()  # nothing new to record
+
+    # what differs from the record is written again: another size, the same size with other bytes, a file gone
+    names = sorted(f for f in files if f.startswith("val/"))[:3]
+    (out / names[0]).write_bytes(b"x")
+    (out / names[1]).write_bytes(bytes(len(files[names[1]])))
+    (out / names[2]).unlink()
+    third = extract_archive(str(path), str(out), md5=md5)
+    assert third.written == third.redone == 3 and third.skipped == 208
+    assert _written(out) == files
+    newer = json.loads((out / f"{MARKER_DIR}/replica.tar.gz.files/000001.json").read_bytes())["files"]
+    assert sorted(map(tuple, newer)) == _expected_record({name: files[name] for name in names})
+
+
+def _expected_record(files: dict[str, bytes]) -> list[tuple[str, int, str]]:
+    """The record of ``files`` worked out here: path, size, md5."""
+    return sorted((name, len(data), hashlib.md5(data).hexdigest()) for name, data in files.items())
 
 
 @pytest.mark.azurite
@@ -90,7 +109,7 @@ def test_extract_from_and_to_azurite(archive, az_container, tmp_path):
     assert again.skipped == 211 and again.written == 0
     local = extract_archive(f"{url}/archives/replica.tar.gz", str(tmp_path / "local"), md5=md5,
                             storage_options=options, out_storage_options={})  # fmt: skip
-    assert local.verified and {k: v for k, v in _written(tmp_path / "local").items() if not k.startswith(".")} == files
+    assert local.verified and _written(tmp_path / "local") == files
 
 
 def _tar_gz(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
@@ -123,7 +142,7 @@ def test_escaping_members_are_refused_and_counted(tmp_path):
     assert report.refused == 6 and report.written == 1 and report.members == 7 and not report.verified
     assert report.refused_members == ["../evil.txt", "/tmp/absolute.txt", "train/../../up.txt", "train/link",
                                       "train/hard", "train/fifo"]  # fmt: skip
-    assert _written(tmp_path / "x") == {"out/train/good.txt": b"good"}
+    assert _written(out) == {"train/good.txt": b"good"} and [p.name for p in (tmp_path / "x").iterdir()] == ["out"]
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "up.txt").exists()
 
 
@@ -144,7 +163,7 @@ def test_truncated_archive_names_the_last_member_and_leaves_nothing_half_written
         message = str(info.value)
         written = _written(out)
         assert written and all(files[name] == data for name, data in written.items())  # every file complete
-        assert not [p for p in out.rglob(".*")], "no hidden partial file is left"
+        assert not [p for p in out.rglob(".*.part")], "no hidden partial file is left"
         if "while reading member '" in message:  # cut inside a member's data: that member is not written
             being_read = message.split("while reading member '", 1)[1].split("'", 1)[0]
             assert being_read not in written
@@ -163,7 +182,7 @@ def test_wrong_md5_is_an_error_that_says_what_was_written(archive, tmp_path, cap
     with pytest.raises(ExtractError, match=r"md5 [0-9a-f]{32} differs from the expected 0{32}.*211 members were "
                                            r"written to .*no completion marker"):  # fmt: skip
         extract_archive(str(path), str(out), md5="0" * 32)
-    assert not (out / extract_module.MARKER_DIR).exists()
+    assert not (out / MARKER_DIR / "replica.tar.gz.json").exists()
     with pytest.raises(ValueError, match="is not an md5"):
         extract_archive(str(path), str(out), md5="xyz")
     official = tmp_path / "val.tar.gz"  # an official name: the published md5 is expected by default

@@ -125,10 +125,12 @@ def retrying(call: Callable[[], T], loc: Location, relative: str, retries: int |
             transient = classify(exc) == "transient"
             if not transient or attempt >= retries or time.monotonic() - started >= RETRY_DEADLINE:
                 STATS.record(failures=1)
-                note = gave_up(attempt, retries, started) if transient else ""
-                raise to_storage_error(exc, loc, relative, note) from None
+                failure = to_storage_error(exc, loc, relative, gave_up(attempt, retries, started) if transient else "")
+                break
             note_retry(loc, where(loc, relative), exc, attempt, retries, count=1)
-    raise AssertionError("unreachable")  # pragma: no cover
+    # raised out of the handler: the error does not keep the original as its context either (its arguments
+    # may hold a URL with a signature, e.g. an aiohttp error of a SAS URL)
+    raise failure from None
 
 
 def gave_up(attempt: int, retries: int, since: float) -> str:
