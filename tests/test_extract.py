@@ -1,21 +1,33 @@
 """``inat-fl extract``: a replica archive extracted to local disk and to Azurite (same bytes as the source
-folder), a rerun, escaping members, a truncated archive and a wrong md5."""
+folder), the record of what was written and a rerun that compares with it, escaping members, two members of
+one name, a killed run's ``.part`` file, what is listed, a truncated archive and a wrong md5."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import http.server
 import io
 import json
+import posixpath
+import random
+import re
+import subprocess
+import sys
 import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
 
 from inat_hf import extract as extract_module
+from inat_hf import storage
 from inat_hf.cli import main
 from inat_hf.extract import MARKER_DIR, ExtractError, extract_archive, official_archives
-from inat_hf.storage import list_sizes, read_bytes, resolve
+from inat_hf.storage import list_sizes, read_bytes, resolve, write_bytes
 
 FOLDERS = ("train", "val", "train_mini")
 
@@ -96,8 +108,6 @@ def test_extract_from_and_to_azurite(archive, az_container, tmp_path):
     url, options = az_container
     container = resolve(url, options)
     with open(path, "rb") as handle:  # the archive itself in blob storage
-        from inat_hf.storage import write_bytes
-
         write_bytes(container, "archives/replica.tar.gz", handle.read())
     report = extract_archive(f"{url}/archives/replica.tar.gz", f"{url}/inat/2021", md5=md5, storage_options=options)
     assert report.verified and report.written == 211
@@ -201,3 +211,123 @@ def test_official_archive_table():
     assert archives["train.tar.gz"].bytes == 239_909_164_970
     assert archives["train.tar.gz"].md5 == "e0526d53c7f7b2e3167b2b43bb2690ed"
     assert len(archives) == 8 and all(len(a.md5) == 32 and len(a.sha256) == 64 for a in archives.values())
+
+
+@pytest.mark.parametrize("second", ["train/a.txt", "train/./a.txt"])
+def test_two_members_of_the_same_name_are_refused(tmp_path, second):
+    members = [(_info("train/a.txt", 5), b"first"), (_info("train/b.txt", 1), b"b"), (_info(second, 6), b"second")]
+    (tmp_path / "dup.tar.gz").write_bytes(_tar_gz(members))
+    out = tmp_path / "out"
+    pattern = (rf"{tmp_path}/dup\.tar\.gz: member '{re.escape(second)}' \(member 3\) has the name of an earlier member "
+               r"\('train/a\.txt'\): an archive with two members of the same name is refused")  # fmt: skip
+    with pytest.raises(ExtractError, match=pattern):
+        extract_archive(str(tmp_path / "dup.tar.gz"), str(out), workers=1)
+    assert _written(out) == {"train/a.txt": b"first", "train/b.txt": b"b"}  # the second copy is never written
+    assert not (out / MARKER_DIR / "dup.tar.gz.json").exists()
+
+
+class _StallingSource(http.server.BaseHTTPRequestHandler):
+    """Serves the server's ``data`` over HTTP: the first half at once, the rest once ``release`` is set (a
+    source that stops sending)."""
+
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.server.data)))  # type: ignore[attr-defined]
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self.do_HEAD()
+        data: bytes = self.server.data  # type: ignore[attr-defined]
+        with suppress(OSError):
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.server.release.wait(60)  # type: ignore[attr-defined]
+            self.wfile.write(data[len(data) // 2 :])
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@contextmanager
+def _stalling_server(data: bytes) -> Iterator[tuple[str, threading.Event]]:
+    """An HTTP server on 127.0.0.1 serving ``data`` at ``/replica.tar.gz`` (see :class:`_StallingSource`)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StallingSource)
+    server.data, server.release = data, threading.Event()  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/replica.tar.gz", server.release  # type: ignore[attr-defined]
+    finally:
+        server.release.set()  # type: ignore[attr-defined]
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_a_killed_extraction_leaves_a_part_file_that_the_next_run_deletes(tmp_path):
+    big = random.Random(1).randbytes(3 * 2**20)  # incompressible: half the archive ends inside it
+    files = {"train/small.txt": b"small", "train/big.bin": big, "val/after.txt": b"after"}
+    data = _tar_gz([(_info(name, len(content)), content) for name, content in files.items()])
+    out = tmp_path / "out"
+    # a real process, killed (SIGKILL: no finally runs) while big.bin, streamed inline, is half written
+    code = ("import sys, inat_hf.extract as e; e.SMALL_MEMBER = 2**20; "
+            "e.extract_archive(sys.argv[1], sys.argv[2], storage_options={'block_size': 0})")  # fmt: skip
+    with _stalling_server(data) as (url, _):
+        child = subprocess.Popen([sys.executable, "-c", code, url, str(out)], stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while not [p for p in out.rglob(".big.bin.*.part") if p.stat().st_size >= 2**20]:
+                assert time.monotonic() < deadline and child.poll() is None, child.stderr.read().decode()
+                time.sleep(0.05)
+        finally:
+            child.kill()
+            child.wait(30)
+            child.stderr.close()
+    assert [p.name[: len(".big.bin.")] for p in out.rglob("*.part")] == [".big.bin."]
+    assert not (out / "train/big.bin").exists() and (out / "train/small.txt").read_bytes() == b"small"
+    unrelated = out / "train" / ".other.bin.0123456789ab.part"  # not a member of this archive: left alone
+    unrelated.write_bytes(b"someone else's")
+
+    full = tmp_path / "full" / "replica.tar.gz"
+    full.parent.mkdir()
+    full.write_bytes(data)
+    report = extract_archive(str(full), str(out))
+    assert report.written == 3 and report.skipped == 0  # nothing was recorded before the kill
+    assert [p.name for p in out.rglob("*.part")] == [unrelated.name]
+    assert _written(out) == {**files, unrelated.relative_to(out).as_posix(): b"someone else's"}
+
+
+@pytest.mark.azurite
+@pytest.mark.parametrize("inline", [False, True], ids=["members-in-threads", "members-streamed-inline"])
+def test_extract_lists_only_the_folders_it_needs(archive, az_container, monkeypatch, inline):
+    path, md5, files = archive
+    url, options = az_container
+    if inline:  # written from blocks: Azure keeps no md5 of them, so a rerun reads them back to compare
+        monkeypatch.setattr(extract_module, "SMALL_MEMBER", 0)
+    out = resolve(f"{url}/inat/2021", options)
+    write_bytes(out, "other/unrelated.jpg", b"not from the archive")  # in the output, never listed
+    calls: dict[str, list[str]] = {"list_folder": [], "list_sizes": [], "list_files": [], "md5_of": []}
+    for name in calls:
+        real = getattr(storage, name)
+        monkeypatch.setattr(storage, name, lambda loc, relative="", _real=real, _name=name: (
+            calls[_name].append(relative), _real(loc, relative))[1])  # fmt: skip
+
+    first = extract_archive(str(path), f"{url}/inat/2021", md5=md5, out_storage_options=options)
+    assert first.written == 211 and first.verified
+    assert calls == {"list_folder": [f"{MARKER_DIR}/replica.tar.gz.files"], "list_sizes": [], "list_files": [],
+                     "md5_of": []}  # fmt: skip
+
+    calls["list_folder"].clear()
+    again = extract_archive(str(path), f"{url}/inat/2021", md5=md5, out_storage_options=options)
+    assert again.skipped == 211 and again.written == 0
+    folders = {posixpath.dirname(name) for name in files}
+    assert sorted(calls["list_folder"]) == sorted([f"{MARKER_DIR}/replica.tar.gz.files", *folders])
+    assert calls["list_sizes"] == calls["list_files"] == []
+    assert len(calls["md5_of"]) == (211 if inline else 0)  # else the md5 Azure keeps, from the listing
+
+    changed = sorted(files)[5]  # the same size, other bytes: only the md5 tells
+    write_bytes(out, changed, bytes(len(files[changed])))
+    third = extract_archive(str(path), f"{url}/inat/2021", md5=md5, out_storage_options=options)
+    assert third.written == third.redone == 1 and third.skipped == 210
+    assert read_bytes(out, changed) == files[changed]
+    assert read_bytes(out, "other/unrelated.jpg") == b"not from the archive"
