@@ -76,6 +76,9 @@ def classify(exc: BaseException) -> Literal["not_found", "auth", "transient", "o
     status = getattr(exc, "status_code", None) if isinstance(exc, azure_errors.HttpResponseError) else None
     if aiohttp is not None and isinstance(exc, aiohttp.ClientResponseError):
         status = exc.status
+    cause = exc.__cause__
+    if isinstance(exc, FileNotFoundError) and aiohttp is not None and isinstance(cause, aiohttp.ClientResponseError):
+        return classify(cause)  # fsspec's HTTP filesystem says "not found" for any failed status (a refused SAS: 403)
     if isinstance(exc, FileNotFoundError | azure_errors.ResourceNotFoundError) or status == 404:
         return "not_found"
     if isinstance(exc, PermissionError | azure_errors.ClientAuthenticationError) or status in (401, 403):
