@@ -316,7 +316,9 @@ def open_output(loc: Location, relative: str) -> Iterator[BinaryIO]:
         if local:
             os.replace(target, path)
     except BaseException:
-        if not _abort(raw):  # a local file, or one that a store made visible as it was written (memory://)
+        if _abort(raw):
+            io.BufferedIOBase.close(file)  # the wrapper too, so that nothing is left for a finalizer to run
+        else:  # a local file, or one that a store made visible as it was written (memory://)
             with suppress(Exception):
                 file.close()
             try:
