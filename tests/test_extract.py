@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from inat_hf import extract as extract_module
-from inat_hf import storage
+from inat_hf import extract_record, storage
 from inat_hf.cli import main
 from inat_hf.extract import MARKER_DIR, ExtractError, extract_archive, official_archives
 from inat_hf.storage import list_sizes, read_bytes, resolve, write_bytes
@@ -331,3 +331,30 @@ def test_extract_lists_only_the_folders_it_needs(archive, az_container, monkeypa
     assert third.written == third.redone == 1 and third.skipped == 210
     assert read_bytes(out, changed) == files[changed]
     assert read_bytes(out, "other/unrelated.jpg") == b"not from the archive"
+
+
+def test_a_member_changed_in_the_archive_is_written_again_and_recorded_anew(tmp_path, monkeypatch):
+    monkeypatch.setattr(extract_record, "RECORD_EVERY", 2)  # a record chunk every 2 files
+    monkeypatch.setattr(extract_record, "MERGE_EVERY", 2)  # names seen: mostly in the sorted array
+    files = {f"train/{k // 3}/{k}.txt": f"content {k}".encode() for k in range(7)}
+    archive, out = tmp_path / "a" / "set.tar.gz", tmp_path / "out"
+    archive.parent.mkdir()
+    archive.write_bytes(_tar_gz([(_info(name, len(data)), data) for name, data in files.items()]))
+    assert extract_archive(str(archive), str(out)).written == 7
+    chunks = sorted(p.name for p in (out / MARKER_DIR / "set.tar.gz.files").iterdir())
+    assert chunks == ["000000.json", "000001.json", "000002.json", "000003.json"]  # 2 + 2 + 2 + 1 files
+
+    changed = {**files, "train/1/4.txt": b"content 9"}  # the same size, other bytes, in a new archive
+    archive.write_bytes(_tar_gz([(_info(name, len(data)), data) for name, data in changed.items()]))
+    second = extract_archive(str(archive), str(out))
+    assert second.written == second.redone == 1 and second.skipped == 6 and _written(out) == changed
+    newest = json.loads((out / MARKER_DIR / "set.tar.gz.files" / "000004.json").read_bytes())["files"]
+    assert newest == [["train/1/4.txt", 9, hashlib.md5(b"content 9").hexdigest()]]
+    third = extract_archive(str(archive), str(out))  # the later chunk overrides the earlier one
+    assert third.written == 0 and third.skipped == 7
+    dup = tmp_path / "a" / "dup.tar.gz"  # a name met again after the merge into the sorted array
+    dup.write_bytes(
+        _tar_gz([(_info(name, len(data)), data) for name, data in [*files.items(), ("train/0/0.txt", b"")]])
+    )
+    with pytest.raises(ExtractError, match=r"member 'train/0/0\.txt' \(member 8\) has the name of an earlier"):
+        extract_archive(str(dup), str(tmp_path / "dup-out"))
