@@ -214,7 +214,8 @@ def extract(
         )
     if report.verified:
         marker = {k: v for k, v in report.to_dict().items() if k not in ("archive", "out")}
-        marker |= {"archive": name, "record": f"{name}.files", "files_recorded": len(members.record) + members.added}
+        recorded = len(members.record) + members.added - report.redone  # a redone file was recorded before
+        marker |= {"archive": name, "record": f"{name}.files", "files_recorded": recorded}
         storage.write_bytes(out, f"{MARKER_DIR}/{name}.json", json.dumps(marker).encode())
     return report
 

@@ -174,6 +174,7 @@ class Members:
             report.folders += 1
             return
         if not self.seen.add(relative):
+            self.finish_quietly()  # the writes in flight end first: the count below is then exact
             raise ExtractError(
                 f"{self.archive.url}: member {member.name!r} (member {report.members:,}) has the name of an earlier "
                 f"member ({relative!r}): an archive with two members of the same name is refused, as which one is "

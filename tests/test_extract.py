@@ -92,6 +92,7 @@ def test_extract_to_local_disk_gives_the_source_bytes_and_a_rerun_skips(archive,
     (out / names[2]).unlink()
     third = extract_archive(str(path), str(out), md5=md5)
     assert third.written == third.redone == 3 and third.skipped == 208
+    assert json.loads((out / marker).read_bytes())["files_recorded"] == 211  # each file once
     assert _written(out) == files
     newer = json.loads((out / f"{MARKER_DIR}/replica.tar.gz.files/000001.json").read_bytes())["files"]
     assert sorted(map(tuple, newer)) == _expected_record({name: files[name] for name in names})
