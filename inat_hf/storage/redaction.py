@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import traceback
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -87,18 +86,22 @@ def secrets_of_url(url: str) -> tuple[str, ...]:
 
 
 class _RedactingFilter(logging.Filter):
-    """Rewrites a log record with its message, and its exception's text, redacted (the exception object is
-    dropped from the record: its arguments may hold a URL with a signature).
+    """Rewrites a log record with its message redacted; an exception's type and first line are added to the
+    message, redacted, and the exception object is dropped from the record (its arguments may hold a URL with
+    a signature). Its traceback is not formatted: on Python 3.11 that parses source lines (``ast.parse``),
+    which is not safe while another ``ast.parse`` is under way (a library logging from its thread, or from a
+    finalizer), and raises ``SystemError: AST constructor recursion depth mismatch`` in the other one.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None:
+            message = f"{message} ({describe_error(error)})" if message else describe_error(error)
+            record.exc_info, record.exc_text = None, None
         clean = redact(message)
-        if clean != message or record.args:
+        if clean != record.msg or record.args:
             record.msg, record.args = clean, None
-        if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
-            record.exc_info = None
         return True
 
 
