@@ -64,7 +64,7 @@ def _task(mode: str, params: dict[str, Any]) -> dict[str, Any]:
     digest, count, rows, first = hashlib.sha256(), 0, 0, 0.0
     start = time.perf_counter()
     if mode == "client":
-        from inat_hf.clients import ClientData
+        from inat_hf.federated.clients import ClientData
 
         clients = ClientData(train)
         parts = (clients.client(cid)[:] for cid in clients.client_ids.tolist())

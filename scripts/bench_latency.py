@@ -314,8 +314,7 @@ def plot(points: list[dict], prepares: list[dict], in_flight: int, path: Path, t
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from inat_hf.examples import FETCH_AHEAD, FETCH_WORKERS
-
+    from inat_hf.manifest.examples import FETCH_AHEAD, FETCH_WORKERS
     from inat_hf.replica import write_sample
     from inat_hf.testing.azurite import AzuriteNotInstalled
 

@@ -9,6 +9,12 @@
     The next ``connections`` connections accepted (all of them while the mode lasts, if ``None``) are closed
     abruptly, with a TCP reset, once ``after_bytes`` bytes of the server's answer have reached the client
     (``0``: at once, before the request is read). Later connections pass.
+``cut_block(after_bytes)``
+    Once the clients have sent ``after_bytes`` bytes (counted from the call, over all connections), the next
+    Azure Put Block request (``?comp=block&blockid=...``: a block of an upload being written) is cut, its
+    connection reset before the request reaches the server, and so is every later request for the same block
+    id: every retry of it (the SDK's, aiohttp's). That block can never be staged, so the file being written
+    fails in the middle; every other request passes (a later upload of the same file, the commit of another).
 ``delay(seconds)``
     Every answer is held ``seconds`` before it is forwarded (the first server bytes after client bytes).
 ``blackhole()``
@@ -23,6 +29,7 @@ manager (``with FaultProxy(port) as proxy``) so that it is always closed.
 
 from __future__ import annotations
 
+import re
 import select
 import socket
 import struct
@@ -31,7 +38,9 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-Mode = Literal["pass", "reset", "delay", "blackhole"]
+Mode = Literal["pass", "reset", "cut", "delay", "blackhole"]
+BLOCK_ID = re.compile(rb"[?&]blockid=([^&\s]+)")
+"""The block id in the request line of an Azure Put Block request."""
 POLL_S = 0.05
 """How often every thread looks at the clock, the mode and the stop flag."""
 
@@ -43,6 +52,7 @@ class Counters:
     accepted: int = 0
     refused: int = 0  # over max_connections
     resets: int = 0
+    cuts: int = 0  # requests cut (cut_block); each is a reset too
     delayed: int = 0  # answers held back
     silenced: int = 0  # connections that went silent (blackhole)
 
@@ -63,6 +73,7 @@ class FaultProxy:
         self.counters = Counters()
         self._mode: Mode = "pass"
         self._after_bytes, self._resets_left, self._delay_s = 0, None, 0.0
+        self._sent, self._cut_block = 0, b""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._end = time.monotonic() + lifetime_s
@@ -89,6 +100,34 @@ class FaultProxy:
             raise ValueError("after_bytes and connections must be >= 0")
         with self._lock:
             self._mode, self._after_bytes, self._resets_left = "reset", after_bytes, connections
+
+    def cut_block(self, after_bytes: int) -> None:
+        """Cut the first Put Block request after ``after_bytes`` more client bytes, and its every retry."""
+        if after_bytes < 0:
+            raise ValueError("after_bytes must be >= 0")
+        with self._lock:
+            self._mode, self._after_bytes, self._sent, self._cut_block = "cut", after_bytes, 0, b""
+
+    @property
+    def cut_block_id(self) -> str:
+        """The id of the block being cut (``""`` before the first cut)."""
+        return self._cut_block.decode()
+
+    def _cuts(self, data: bytes) -> bool:
+        """Count client bytes; whether the connection that sent ``data`` is to be cut now."""
+        with self._lock:
+            if self._mode != "cut":
+                return False
+            self._sent += len(data)
+            found = BLOCK_ID.search(data)
+            if found is None or self._sent <= self._after_bytes:
+                return False
+            if not self._cut_block:
+                self._cut_block = found[1]
+            if found[1] != self._cut_block:
+                return False
+            self.counters.cuts += 1
+            return True
 
     def delay(self, seconds: float) -> None:
         """Hold every answer ``seconds`` before forwarding it."""
@@ -200,6 +239,9 @@ class FaultProxy:
                 if silent_since is not None:
                     continue  # dropped both ways
                 if sock is client:
+                    if self._cuts(data):
+                        self._abort(client)  # the request is not forwarded whole: the server drops it
+                        return
                     upstream.sendall(data)
                     answer_pending = True
                     continue

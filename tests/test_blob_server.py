@@ -6,10 +6,10 @@ import io
 
 import numpy as np
 import pytest
-from inat_hf.examples import check_image
 from PIL import Image
 
 from inat_hf import storage
+from inat_hf.manifest.examples import check_image
 from inat_hf.testing.blob_server import LatencyBlobServer, pad_jpeg
 
 

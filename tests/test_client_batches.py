@@ -8,11 +8,11 @@ from pathlib import Path
 import datasets
 import pyarrow.parquet as pq
 import pytest
-from inat_hf.clients import ClientData
 
 import inat_hf.hub.export as export_module
 import inat_hf.manifest.layout as layout_module
 from inat_hf.federated import compat as datasets_compat
+from inat_hf.federated.clients import ClientData
 from inat_hf.hub.export import export_dataset
 from inat_hf.prepare import prepare
 

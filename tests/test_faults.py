@@ -1,18 +1,26 @@
 """Storage faults, for real: Azurite stopped and restarted in the middle of ``download_and_prepare``, and a
-fault-injecting TCP proxy (``tests/faultproxy.py``) in front of Azurite that resets connections, delays
-answers or never answers. Real adlfs, real Azurite, no mocks; every wait is bounded so that a hang fails the
-test instead of blocking the run. Each test records its row of ``RELIABILITY.md`` once its checks hold."""
+fault-injecting TCP proxy (``tests/faultproxy.py``) in front of Azurite that resets connections, cuts an upload
+mid-file (``extract`` and ``prepare``: no partial blob), delays answers or never answers. Real adlfs, real
+Azurite, no mocks; every wait is bounded so that a hang fails the test instead of blocking the run. Each test
+records its row of ``RELIABILITY.md`` once its checks hold."""
 
 from __future__ import annotations
 
+import functools
+import gc
+import io
 import logging
+import random
 import re
+import tarfile
 import threading
 import traceback
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +32,9 @@ from reliability import record
 from inat_hf import storage
 from inat_hf.errors import StorageError
 from inat_hf.metadata import load_metadata
+from inat_hf.prepare import prepare as prepare_files
+from inat_hf.realcopy import extract as extract_module
+from inat_hf.realcopy.extract import extract_archive
 from inat_hf.replica import write_sample
 from inat_hf.testing.azurite import AzuriteServer
 from inaturalist_fl import INaturalistFL
@@ -528,3 +539,131 @@ def test_storage_options_override_the_azure_client_bounds(azurite, replica, prox
         "the options override the module's Azure timeouts and SDK retries; a bad value is a ValueError naming it",
         f"{first_line(raised.value)}; read_timeout='soon' and retry_total=-1 refused",
     )
+
+
+# --- a write cut in the middle of a file: nothing partial is ever visible ------------------------------------
+
+BLOCK = 4096
+"""Upload block size of the output in the tests below: a file of tens of KiB is staged in many blocks as it is
+written, so a cut lands inside a file (at ``close()``, only the last block and the commit remain)."""
+
+
+@pytest.fixture
+def write_only(azurite: AzuriteServer, proxy: FaultProxy) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """A fresh container and ``storage_options`` through the proxy with a SAS that may read, list and write but
+    not delete (such upload credentials are common): a partial blob committed by mistake could not be deleted
+    after, it would stay. Yields (container, options, the SAS signature)."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
+
+    name = f"writes-{uuid.uuid4().hex[:12]}"
+    permission = ContainerSasPermissions(read=True, write=True, create=True, add=True, list=True, delete=False)
+    sas = generate_container_sas(azurite.account_name, name, azurite.account_key, permission=permission,
+                                 expiry=datetime.now(timezone.utc) + timedelta(hours=1))  # fmt: skip
+    endpoint = azurite.blob_endpoint.replace(f":{azurite.port}/", f":{proxy.port}/")
+    options = {"connection_string": f"BlobEndpoint={endpoint};SharedAccessSignature={sas}", "blocksize": BLOCK}
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        service.create_container(name)
+        try:
+            yield name, options, urllib.parse.parse_qs(sas)["sig"][0]
+        finally:
+            with suppress(ResourceNotFoundError):
+                service.delete_container(name)
+
+
+def blobs(azurite: AzuriteServer, container: str, prefix: str) -> dict[str, bytes]:
+    """Every committed blob under ``prefix``, read with the account key, without the proxy."""
+    from azure.storage.blob import BlobServiceClient
+
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        client = service.get_container_client(container)
+        return {b.name: client.download_blob(b.name).readall() for b in client.list_blobs(name_starts_with=prefix)}
+
+
+def test_an_upload_cut_mid_file_leaves_no_partial_blob_for_extract(
+    azurite, proxy, write_only, quick, tiny_replica, monkeypatch, caplog, tmp_path
+):
+    container, options, sig = write_only
+    big = random.Random(2).randbytes(64 * BLOCK)  # streamed to its blob in the reading thread, 64 blocks
+    files = {"val/big.bin": big, **{p.relative_to(tiny_replica.url).as_posix(): p.read_bytes()
+                                    for p in sorted(Path(tiny_replica.url, "val").rglob("*.jpg"))}}  # fmt: skip
+    archive = tmp_path / "replica.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    monkeypatch.setattr(extract_module, "SMALL_MEMBER", 16 * BLOCK)  # the JPEGs: one request each, in threads
+    out = f"az://{container}/extracted"
+    proxy.cut_block(after_bytes=24 * BLOCK)  # a block inside big.bin, and every retry of it
+
+    with caplog.at_level(logging.WARNING), pytest.raises(StorageError) as raised:
+        bounded(lambda: extract_archive(str(archive), out, out_storage_options=options))
+
+    assert proxy.counters.cuts >= 1 and "val/big.bin" in str(raised.value)
+    seen = {k.removeprefix("extracted/"): v for k, v in blobs(azurite, container, "extracted/").items()}
+    assert "val/big.bin" not in seen  # neither partial nor committed
+    assert {k: v for k, v in seen.items() if not k.startswith(".inat-fl-extract/")} == {
+        k: v for k, v in files.items() if k in seen
+    }  # what is there is complete
+    assert_no_secret(raised.value, caplog, azurite)
+    assert sig not in str(raised.value) and sig not in caplog.text
+
+    proxy.pass_through()
+    rerun = bounded(lambda: extract_archive(str(archive), out, out_storage_options=options))
+    again = {k.removeprefix("extracted/"): v for k, v in blobs(azurite, container, "extracted/").items()}
+    assert {k: v for k, v in again.items() if not k.startswith(".inat-fl-extract/")} == files  # byte-identical
+    record(
+        "storage fault",
+        f"extract to Azurite (a SAS that may not delete, {BLOCK} B blocks): the upload cut after {24 * BLOCK} bytes, "
+        "inside a 256 KiB member streamed to its blob",
+        "the upload is aborted, never committed: no partial blob (the member absent, every blob there complete); "
+        "the rerun completes byte-identical",
+        f"{first_line(raised.value)}; {len(seen)} complete blobs, val/big.bin absent; rerun: {rerun.written} written, "
+        f"{rerun.skipped} recorded and unchanged, {len(files)} files identical",
+    )
+
+
+def test_an_upload_cut_mid_file_leaves_no_partial_blob_for_prepare(azurite, proxy, write_only, quick, tiny_replica,
+                                                                   caplog, tmp_path):  # fmt: skip
+    container, options, _ = write_only
+    run = functools.partial(prepare_files, data_dir=tiny_replica.url, configs=["family_user"], scheduler="synchronous",
+                            file_rows=40, progress=None)  # fmt: skip
+    clean_options = {**azurite.storage_options(), "blocksize": BLOCK}
+    run(f"az://{container}/clean", cache_dir=str(tmp_path / "c1"), out_storage_options=clean_options)
+    clean = {k.removeprefix("clean/"): v for k, v in blobs(azurite, container, "clean/data/").items()}
+    sizes = [len(clean[name]) for name in sorted(clean)]
+    assert len(sizes) == 5 and min(sizes) > 8 * BLOCK
+    proxy.cut_block(after_bytes=sizes[0] + sizes[1] // 2)  # a block inside the first files, and its every retry
+
+    with caplog.at_level(logging.WARNING), pytest.raises(Exception) as raised:
+        bounded(lambda: run(f"az://{container}/faulted", cache_dir=str(tmp_path / "c2"), out_storage_options=options))
+
+    error = storage_error_in(raised.value)
+    cut = re.search(r"data/family_user/[\w-]+\.parquet", str(error))
+    assert proxy.counters.cuts >= 1 and cut is not None, str(error)
+    seen = {k.removeprefix("faulted/"): v for k, v in blobs(azurite, container, "faulted/data/").items()}
+    assert cut[0] not in seen and all(seen[name] == clean[name] for name in seen)  # nothing partial
+    assert_no_secret(raised.value, caplog, azurite)
+
+    proxy.pass_through()
+    report = bounded(lambda: run(f"az://{container}/faulted", cache_dir=str(tmp_path / "c2"),
+                                 out_storage_options=options))  # fmt: skip
+    assert report["complete"]
+    rerun = {k.removeprefix("faulted/"): v for k, v in blobs(azurite, container, "faulted/data/").items()}
+    assert rerun == clean  # byte-identical to a run without faults
+    record(
+        "storage fault",
+        f"prepare (synchronous) to Azurite (a SAS that may not delete, {BLOCK} B blocks): the upload cut inside "
+        "the second Parquet file",
+        "the upload is aborted, never committed: no partial blob; the rerun completes byte-identical to a run "
+        "without faults",
+        f"{first_line(error)}; {len(seen)} complete files before the cut, the cut one absent; rerun: "
+        f"{report['totals']['files_written']} written, {report['totals']['files_reused']} reused, all 5 identical",
+    )
+    # pyarrow's writer of the cut file, kept alive by the error's traceback, formats that error with the
+    # traceback module when it is freed; on Python 3.11 that parses source (ast.parse), which breaks an
+    # ast.parse under way (a module imported later, while the garbage collector runs: "SystemError: AST
+    # constructor recursion depth mismatch"). Free it here, where nothing else is being parsed.
+    raised = error = None
+    gc.collect()

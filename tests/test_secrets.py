@@ -1,7 +1,8 @@
 """Secrets never leak: not into logs, output, exceptions, cache paths, manifests, exports, cards or pickles.
 
 Against Azurite, the main paths run with the emulator's real account key (the working case) and with
-credentials that carry a known marker (a fake account key, a fake SAS signature: the failed-login case).
+credentials that carry a known marker (a fake account key, a fake SAS signature: the failed-login case);
+``extract`` runs from an https SAS URL, a real one and one with a marked signature.
 Then everything they produced is scanned for the marker and the real key: every log record of every logger
 at DEBUG, stdout and stderr, ``str()`` and the full formatted traceback (causes and contexts) of every
 exception, the name and the bytes of every file written (Parquet and Arrow files also decoded), every blob
@@ -11,14 +12,20 @@ of the export, and the pickled config.
 from __future__ import annotations
 
 import base64
+import gzip
+import hashlib
+import io
+import json
 import logging
 import os
 import pickle
+import tarfile
 import traceback
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import suppress
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,7 @@ from inat_hf.cli import main as cli
 from inat_hf.federated.stream import stream_client
 from inat_hf.hub.card import card_from_data
 from inat_hf.hub.export import export_dataset
+from inat_hf.realcopy.extract import MARKER_DIR, ExtractError, extract_archive, official_archives
 from inat_hf.replica import write_sample
 from inaturalist_fl import INaturalistFL
 
@@ -340,4 +348,68 @@ def test_cli_working_credentials_from_the_environment(azurite, replica, tmp_path
         "CLI (metadata, export) with the real key in AZURE_STORAGE_CONNECTION_STRING",
         "works; the key appears nowhere",
         f"exit 0; absent from: {scan.summary()}",
+    )
+
+
+# --- extract from a SAS URL -----------------------------------------------------------------------------------
+
+
+def _val_archive(root: Path) -> bytes:
+    """The replica's ``val/`` folder as a ``.tar.gz`` (the same bytes in every session)."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed, tarfile.open(fileobj=packed, mode="w") as tar:
+        tar.add(root / "val", arcname="val", filter=_fixed_time)
+    return buffer.getvalue()
+
+
+def _fixed_time(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mtime = 0
+    return info
+
+
+def test_extract_from_a_sas_url_leaks_no_signature(azurite, replica, tiny_replica, tmp_path, debug_logs, capfd):
+    from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
+
+    _, container = replica
+    data, blob = _val_archive(Path(tiny_replica.url)), "archives/val.tar.gz"  # an official archive's name
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        service.get_blob_client(container, blob).upload_blob(data, overwrite=True)
+    sas = generate_blob_sas(azurite.account_name, container, blob, account_key=azurite.account_key,
+                            permission=BlobSasPermissions(read=True),
+                            expiry=datetime.now(timezone.utc) + timedelta(hours=1))  # fmt: skip
+    sig = urllib.parse.parse_qs(sas)["sig"][0]
+    url = f"{azurite.blob_endpoint}/{container}/{blob}?{sas}"  # a real SAS URL, as the portal gives
+    signed = next(part for part in sas.split("&") if part.startswith("sig="))  # as the SDK quoted it
+    marked = url.replace(signed, f"sig={FAKE_SIGNATURE}")  # a SAS Azurite refuses, marked
+    assert FAKE_SIGNATURE in marked and sig not in marked
+    scan = Scanner([sig, signed.removeprefix("sig="), FAKE_SIGNATURE])  # also as quoted in the URL
+    md5 = hashlib.md5(data).hexdigest()
+
+    out = tmp_path / "out"
+    assert cli(["extract", url, str(out), "--md5", md5]) == 0  # with its progress line
+    marker = json.loads((out / MARKER_DIR / "val.tar.gz.json").read_bytes())  # named without the query
+    assert marker["archive"] == "val.tar.gz" and marker["verified"] and marker["written"] == 40
+    assert cli(["extract", url, str(tmp_path / "official")]) == 2  # the name is val.tar.gz: its md5 is expected
+    assert cli(["extract", marked, str(tmp_path / "refused")]) == 2
+    captured = capfd.readouterr()
+    assert "[inat-fl extract] 61 members (40 written" in captured.err  # 40 files, 21 folders
+    official = official_archives()["val.tar.gz"]
+    assert f"differs from the expected {official.md5} (official size {official.bytes:,} bytes" in captured.err
+    assert "val.tar.gz?se=" in captured.out and "sig=REDACTED" in captured.out and "access denied" in captured.err
+    scan.output(captured)
+    for target, name in ((url, "wrong md5"), (marked, "refused SAS")):
+        with pytest.raises((ExtractError, StorageAuthError)) as info:
+            extract_archive(target, str(tmp_path / name), md5="0" * 32)
+        scan.exception(name, info.value)
+    scan.folder(tmp_path)
+    scan.logs(debug_logs)
+    assert "sig=REDACTED" in debug_logs.text  # fsspec's own DEBUG records of the URL, redacted
+    record(
+        "secrets",
+        "extract from an https SAS URL (a real SAS of Azurite; then one with a marked signature, refused): CLI with "
+        "progress, official name without --md5, the API",
+        "the archive name is taken without the query (val.tar.gz: the published md5 expected, the marker named "
+        "val.tar.gz.json); the signature and the marker appear nowhere",
+        f"verified with --md5; without it 'differs from the expected {official.md5}'; refused SAS: access denied; "
+        f"absent from: {scan.summary()}",
     )

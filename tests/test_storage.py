@@ -140,6 +140,42 @@ def test_open_output_removes_partial_file_on_error(location: storage.Location) -
     assert not storage.exists(location, "part.bin")
 
 
+@pytest.mark.azurite
+def test_an_aborted_upload_leaves_no_blob(az_container) -> None:
+    """An error mid-file aborts the upload: the blocks staged so far are never committed, so no partial
+    blob appears and a blob already there keeps its content (closing would commit them; deleting after
+    would lose the old blob, or fail with a credential that may not delete)."""
+    url, options = az_container
+    loc = storage.resolve(f"{url}/root", {**options, "blocksize": 1024})  # 1 KiB blocks: staged as written
+    storage.write_bytes(loc, "kept.bin", b"the complete old content")
+    for name in ("new.bin", "kept.bin"):
+        with pytest.raises(RuntimeError, match="caller failed"), storage.open_atomic(loc, name) as out:
+            out.write(random.Random(0).randbytes(10_000))  # 9 blocks staged, 784 bytes buffered
+            assert out.tell() == 10_000
+            raise RuntimeError("caller failed")
+    assert storage.list_files(loc) == ["kept.bin"]
+    assert storage.read_bytes(loc, "kept.bin") == b"the complete old content"
+    with storage.open_atomic(loc, "new.bin") as out:  # the same name written again, completely
+        out.write(b"x" * 5000)
+    assert storage.read_bytes(loc, "new.bin") == b"x" * 5000
+
+
+def test_list_folder_md5_and_staged_names(location: storage.Location) -> None:
+    storage.write_bytes(location, "f/a.bin", b"a" * 100)
+    with storage.open_output(location, "f/b.bin") as out:
+        out.write(b"b" * 300)
+    storage.write_bytes(location, "f/sub/c.bin", b"c")
+    listed = storage.list_folder(location, "f")
+    assert {name: size for name, (size, _) in listed.items()} == {"a.bin": 100, "b.bin": 300}
+    kept = listed["a.bin"][1]  # Azure keeps the md5 of a blob put in one request; local disk keeps none
+    assert kept in (None, hashlib.md5(b"a" * 100).hexdigest())
+    assert (kept is not None) == location.url.startswith("az://")
+    assert storage.md5_of(location, "f/b.bin") == hashlib.md5(b"b" * 300).hexdigest()
+    assert storage.list_folder(location, "missing") == {}
+    assert storage.staged_for(".b.bin.0123456789ab.part") == "b.bin"
+    assert storage.staged_for(".b.bin.part") is None and storage.staged_for("b.bin") is None
+
+
 def test_missing_files_are_not_found(location: storage.Location) -> None:
     storage.write_bytes(location, "present.txt", b"x")
     calls = [

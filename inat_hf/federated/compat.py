@@ -19,7 +19,7 @@ The differences, each checked on both lines by ``tests/test_datasets_compat.py``
 Everything else the package uses behaves the same on both lines (the tests of the builder, ``ClientData``,
 the export, ``inat-fl prepare``'s output and the Flower partitioner run on both): ``GeneratorBasedBuilder``,
 ``load_dataset`` of a Parquet folder (normal and streaming), ``Image`` and ``ClassLabel`` features, and the
-private ``Dataset`` state that :func:`inat_hf.clients.contiguous_slice` sets.
+private ``Dataset`` state that :func:`inat_hf.federated.dataset_state.contiguous_slice` sets.
 """
 
 from __future__ import annotations

@@ -15,23 +15,27 @@ from inat_hf.storage.azure import AZURE_CONNECTION_TIMEOUT, AZURE_READ_TIMEOUT, 
 from inat_hf.storage.fetch import fetch_many
 from inat_hf.storage.files import (
     exists,
-    file_token,
-    has_version,
+    is_local,
     list_files,
-    list_names,
+    list_folder,
     list_sizes,
+    md5_of,
     open_atomic,
     open_binary,
     open_output,
     read_bytes,
     remove,
     size,
+    staged_for,
     write_bytes,
     write_many,
 )
 from inat_hf.storage.location import Location, resolve
-from inat_hf.storage.redaction import redact
+from inat_hf.storage.redaction import protect_library_logs, redact
 from inat_hf.storage.retry import DEFAULT_RETRIES, RETRY_DEADLINE, STATS, StorageStats
+from inat_hf.storage.tokens import file_token, has_version, list_names
+
+protect_library_logs()  # fsspec logs whole URLs (with a SAS signature) at DEBUG
 
 __all__ = [
     "AZURE_CONNECTION_TIMEOUT",
@@ -49,9 +53,12 @@ __all__ = [
     "fetch_many",
     "file_token",
     "has_version",
+    "is_local",
     "list_files",
+    "list_folder",
     "list_names",
     "list_sizes",
+    "md5_of",
     "open_atomic",
     "open_binary",
     "open_output",
@@ -60,6 +67,7 @@ __all__ = [
     "remove",
     "resolve",
     "size",
+    "staged_for",
     "write_bytes",
     "write_many",
 ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import itertools
 import os
 import posixpath
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +19,9 @@ import fsspec
 from fsspec.asyn import AsyncFileSystem
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
+from fsspec.spec import AbstractBufferedFile
 
-from inat_hf.errors import StorageError
+from inat_hf.errors import StorageError, StorageNotFoundError
 from inat_hf.storage import retry
 from inat_hf.storage.azure import bound_azure_client
 from inat_hf.storage.location import Location, where
@@ -31,10 +34,30 @@ def _needs_parent_dirs(fs: fsspec.AbstractFileSystem) -> bool:
     return not isinstance(fs, AsyncFileSystem | MemoryFileSystem)
 
 
+_STAGING = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{12}\.part")
+HASH_BLOCK = 2**20
+"""Bytes read at a time by :func:`md5_of`."""
+
+
+def is_local(loc: Location) -> bool:
+    """Whether ``loc`` is on local disk (where a file is written under a hidden name, then renamed)."""
+    return isinstance(loc.fs, LocalFileSystem)
+
+
 def _staging(path: str) -> str:
     """A hidden name next to ``path`` for a local file being written (renamed to ``path`` when complete)."""
     folder, name = posixpath.split(path)
     return posixpath.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.part")
+
+
+def staged_for(name: str) -> str | None:
+    """The file name that a hidden local file named ``name`` was being written for, or ``None``.
+
+    A write to local disk that was killed (no ``finally`` ran) leaves its ``.{name}.{random}.part`` behind;
+    whoever writes ``name`` again may delete it.
+    """
+    match = _STAGING.fullmatch(name)
+    return match["name"] if match else None
 
 
 def read_bytes(loc: Location, relative: str = "") -> bytes:
@@ -58,54 +81,6 @@ def size(loc: Location, relative: str = "") -> int:
     return int(info["size"])
 
 
-VERSION_KEYS = ("etag", "ETag", "mtime", "last_modified", "LastModified", "Last-Modified", "created", "Content-MD5")
-"""Keys of an fsspec ``info`` entry that change when the file changes: ETags (object stores, HTTP), modification
-times (local disk, S3, HTTP ``Last-Modified``), creation times (memory) and published checksums, first found wins."""
-HASH_CHUNK = 8 * 2**20
-"""Bytes read at a time to hash a file's content."""
-
-
-def file_token(loc: Location, relative: str = "") -> str:
-    """A short string that changes when the file changes: its size and its ETag or modification time.
-
-    Cheap (one metadata request, no content read); used to key caches. Never holds a secret. A file whose
-    storage gives neither (an HTTP server without ``ETag`` or ``Last-Modified``, some archive filesystems)
-    is fingerprinted by its content: ``"{size}:sha256-{hex}"`` (:func:`content_token`, a full read), never by
-    its size alone, which would not change when the content does.
-    """
-    info = retrying(lambda: loc.fs.info(loc.path(relative)), loc, relative)
-    if info.get("type") != "file":
-        raise StorageError(loc.redact(f"{where(loc, relative)}: is a folder, not a file"))
-    token = token_of(info)
-    return token if has_version(token) else content_token(loc, relative)
-
-
-def token_of(info: dict) -> str:
-    """The token of an fsspec ``info`` entry: ``"{size}:{etag or modification time}"``; ``"{size}:"`` when the
-    entry has neither, ``":"`` when it has no size either (an HTTP folder's listing): see :func:`has_version`,
-    :func:`file_token` then asks for the file alone and hashes its content if need be.
-    """
-    if info.get("size") is None:
-        return ":"
-    version = next((str(info[key]) for key in VERSION_KEYS if info.get(key)), "")
-    return f"{int(info['size'])}:{version}"
-
-
-def has_version(token: str) -> bool:
-    """Whether a :func:`token_of` token holds a version (an ETag, a time, a hash), not only a size."""
-    return not token.endswith(":")
-
-
-def content_token(loc: Location, relative: str = "") -> str:
-    """``"{size}:sha256-{hex}"`` of the file's content, read once as a stream (:data:`HASH_CHUNK` at a time)."""
-    digest, total = hashlib.sha256(), 0
-    with open_binary(loc, relative) as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-            total += len(chunk)
-    return f"{total}:sha256-{digest.hexdigest()}"
-
-
 def list_files(loc: Location, relative: str = "") -> list[str]:
     """Return the sorted paths, relative to ``loc.root``, of all files under ``relative`` (recursive).
 
@@ -120,21 +95,6 @@ def list_files(loc: Location, relative: str = "") -> list[str]:
     return sorted("" if p == loc.root else p.removeprefix(prefix) for p in found)
 
 
-def list_names(loc: Location, relative: str = "") -> dict[str, str]:
-    """Return the files directly in a folder (one listing request): base name -> :func:`file_token`-style token.
-
-    Sub-folders are left out. Raises StorageNotFoundError if the folder does not exist.
-    """
-    path = loc.path(relative)
-    loc.fs.invalidate_cache(path)
-    entries = retrying(lambda: loc.fs.ls(path, detail=True), loc, relative)
-    return {
-        str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]: token_of(entry)
-        for entry in entries
-        if entry.get("type") == "file"
-    }
-
-
 def list_sizes(loc: Location, relative: str = "") -> dict[str, int]:
     """Return every file under ``relative`` (recursive), relative to ``loc.root``, with its size in bytes.
 
@@ -147,6 +107,48 @@ def list_sizes(loc: Location, relative: str = "") -> dict[str, int]:
     found = retrying(lambda: loc.fs.find(path, withdirs=False, detail=True), loc, relative)
     prefix = loc.root if loc.root.endswith("/") or not loc.root else loc.root + "/"
     return {name.removeprefix(prefix): int(info["size"]) for name, info in found.items()}
+
+
+def list_folder(loc: Location, relative: str = "") -> dict[str, tuple[int, str | None]]:
+    """Return the files directly in a folder (one listing, no request per file, sub-folders left out): base
+    name -> (size in bytes, the md5 of the content as hex where the store keeps one, else ``None``).
+
+    Azure keeps an md5 (``Content-MD5``) of a blob uploaded in one request (:func:`write_bytes`), not of one
+    committed from blocks (:func:`open_output`); local files have none. Hidden files are listed too (a
+    local ``.part`` file: :func:`staged_for`). A folder that does not exist gives ``{}``.
+    """
+    path = loc.path(relative)
+    loc.fs.invalidate_cache(path)
+    try:
+        entries = retrying(lambda: loc.fs.ls(path, detail=True), loc, relative)
+    except StorageNotFoundError:
+        return {}
+    return {
+        str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]: (int(entry["size"]), _content_md5(entry))
+        for entry in entries
+        if entry.get("type") == "file"
+    }
+
+
+def _content_md5(info: dict) -> str | None:
+    """The md5 (hex) a store keeps of a file's content, from its listing entry: Azure's ``Content-MD5``,
+    Google Cloud Storage's ``md5Hash``; ``None`` where there is none (an S3 ETag is not always an md5).
+    """
+    settings = info.get("content_settings")  # azure-storage-blob's ContentSettings, or a dict
+    digest = settings.get("content_md5") if isinstance(settings, dict) else getattr(settings, "content_md5", None)
+    if digest:
+        return bytes(digest).hex()
+    encoded = info.get("md5Hash")
+    return base64.b64decode(encoded).hex() if isinstance(encoded, str) and encoded else None
+
+
+def md5_of(loc: Location, relative: str = "") -> str:
+    """Return the md5 (hex) of a file's content, read as a stream."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open_binary(loc, relative) as stream:
+        while block := stream.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_bytes(loc: Location, relative: str, data: bytes) -> None:
@@ -252,9 +254,11 @@ def open_output(loc: Location, relative: str) -> Iterator[BinaryIO]:
     """Open a file for a streaming binary write; parent folders are made where the filesystem needs them.
 
     The file is complete when the ``with`` block ends, and never visible half-written under its name: on
-    local disk it is written under a hidden name (``.{name}.{random}.part``) and renamed when complete; object
-    stores commit an upload when it is closed. If the block raises, the partial file is deleted (best
-    effort) and the error goes on unchanged.
+    local disk it is written under a hidden name (``.{name}.{random}.part``) and renamed when complete; on
+    an object store the upload is committed when the block ends. If the block raises, the upload is aborted,
+    never committed (:func:`_abort`: the blocks an Azure blob staged are never committed, so they are never
+    visible, and a file that was there before stays as it was); a local hidden file is deleted; and the error
+    goes on unchanged.
     """
     path = loc.path(relative)
     local = isinstance(loc.fs, LocalFileSystem)
@@ -265,22 +269,48 @@ def open_output(loc: Location, relative: str) -> Iterator[BinaryIO]:
             loc.fs.makedirs(posixpath.dirname(path), exist_ok=True)
         return _bounded_file(loc, loc.fs.open(target, "wb"))
 
-    file = _GuardedFile(retrying(open_raw, loc, relative, 0), loc, relative)
+    raw = retrying(open_raw, loc, relative, 0)
+    file = _GuardedFile(raw, loc, relative)
     try:
         yield file  # type: ignore[misc]
         file.close()
         if local:
             os.replace(target, path)
     except BaseException:
-        with suppress(Exception):
-            file.close()
-        try:
-            if not local or os.path.lexists(target):
-                loc.fs.rm_file(target)
-        except Exception as exc:
-            message = f"{where(loc, relative)}: partial output not removed ({describe_error(exc)})"
-            logger.warning("%s", loc.redact(message))
+        if _abort(raw):
+            io.BufferedIOBase.close(file)  # the wrapper too, so that nothing is left for a finalizer to run
+        else:  # a local file, or one that a store made visible as it was written (memory://)
+            with suppress(Exception):
+                file.close()
+            try:
+                if not local or os.path.lexists(target):
+                    loc.fs.rm_file(target)
+            except Exception as exc:
+                message = f"{where(loc, relative)}: partial output not removed ({describe_error(exc)})"
+                logger.warning("%s", loc.redact(message))
         raise
+
+
+def _abort(raw: Any) -> bool:
+    """Throw away the upload of an object-store file being written, without committing it; return whether
+    ``raw`` was such a file (an fsspec buffered file: adlfs, s3fs, gcsfs ...).
+
+    Closing a buffered file commits what it holds (adlfs: ``commit_block_list`` of the blocks staged so far,
+    a partial blob), also when it is closed by the garbage collector. Here it is closed without that:
+    ``discard()`` first (s3fs and gcsfs abort their multipart or resumable upload there; a no-op for adlfs,
+    whose staged blocks are never visible and are dropped by Azure), then ``forced`` set, so that ``close()``
+    sends no last block and commits nothing and only frees the file's client.
+    ``tests/test_storage.py::test_an_aborted_upload_leaves_no_blob`` fails if fsspec or adlfs change this.
+    """
+    if not isinstance(raw, AbstractBufferedFile) or raw.mode == "rb":
+        return False
+    if not raw.closed:
+        with suppress(Exception):
+            raw.discard()
+        raw.forced = True
+        with suppress(Exception):
+            raw.close()
+    return True
 
 
 def remove(loc: Location, relative: str) -> None:
@@ -298,9 +328,11 @@ def remove(loc: Location, relative: str) -> None:
 def open_atomic(loc: Location, relative: str) -> Iterator[BinaryIO]:
     """:func:`open_output`, checked: the file appears at ``relative`` only complete, or not at all.
 
-    On a local disk :func:`open_output` already writes under a hidden name and renames (atomic). On other
-    filesystems (object stores, where an upload becomes visible when it is committed) the stored size is then
-    checked against the bytes written, and a short file is deleted. If the block raises, nothing appears.
+    The one primitive of streamed writes (``prepare``'s Parquet files, ``extract``'s big members). On a local
+    disk :func:`open_output` already writes under a hidden name and renames (atomic). On other filesystems
+    (object stores, where an upload becomes visible when it is committed) the stored size is then checked
+    against the bytes written, and a short file is deleted. If the block raises, or a write fails, the upload
+    is aborted, never committed: nothing appears, and a file that was there before is left as it was.
 
     Raises
     ------

@@ -20,7 +20,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from inat_hf.errors import StorageAuthError, StorageError
 from inat_hf.storage.azure import AZURE_HINT, AZURE_PROTOCOLS, AzureSettings, azure_settings, bound_azure_client
-from inat_hf.storage.redaction import describe_error, redact, secrets_of
+from inat_hf.storage.redaction import describe_error, redact, secrets_of, secrets_of_url
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,9 @@ def resolve(url: str, storage_options: Mapping[str, Any] | None = None) -> Locat
     storage_options : mapping, optional
         Passed to the filesystem unchanged (adlfs: ``connection_string``; or ``account_name`` with
         ``account_key``, ``sas_token`` or ``credential``); without them adlfs reads the ``AZURE_STORAGE_*``
-        environment variables or uses ``DefaultAzureCredential``. Secret values are remembered on the
-        Location (never shown) so that its messages are redacted with them.
+        environment variables or uses ``DefaultAzureCredential``. Secret values, and those in the URL's query
+        (a SAS URL's ``sig``), are remembered on the Location (never shown) so that its messages are redacted
+        with them.
 
     Raises
     ------
@@ -110,7 +111,7 @@ def resolve(url: str, storage_options: Mapping[str, Any] | None = None) -> Locat
     """
     url = os.fspath(url)
     options = dict(storage_options or {})
-    secrets = secrets_of(options)
+    secrets = tuple(dict.fromkeys(secrets_of(options) + secrets_of_url(url)))
     shown = redact(url, secrets).rstrip("/") or url[:1]
     protocol = fsspec.core.split_protocol(url)[0] or "file"
     azure = azure_settings(options, shown) if protocol in AZURE_PROTOCOLS else ()

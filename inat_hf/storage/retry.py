@@ -76,6 +76,9 @@ def classify(exc: BaseException) -> Literal["not_found", "auth", "transient", "o
     status = getattr(exc, "status_code", None) if isinstance(exc, azure_errors.HttpResponseError) else None
     if aiohttp is not None and isinstance(exc, aiohttp.ClientResponseError):
         status = exc.status
+    cause = exc.__cause__
+    if isinstance(exc, FileNotFoundError) and aiohttp is not None and isinstance(cause, aiohttp.ClientResponseError):
+        return classify(cause)  # fsspec's HTTP filesystem says "not found" for any failed status (a refused SAS: 403)
     if isinstance(exc, FileNotFoundError | azure_errors.ResourceNotFoundError) or status == 404:
         return "not_found"
     if isinstance(exc, PermissionError | azure_errors.ClientAuthenticationError) or status in (401, 403):
@@ -125,10 +128,12 @@ def retrying(call: Callable[[], T], loc: Location, relative: str, retries: int |
             transient = classify(exc) == "transient"
             if not transient or attempt >= retries or time.monotonic() - started >= RETRY_DEADLINE:
                 STATS.record(failures=1)
-                note = gave_up(attempt, retries, started) if transient else ""
-                raise to_storage_error(exc, loc, relative, note) from None
+                failure = to_storage_error(exc, loc, relative, gave_up(attempt, retries, started) if transient else "")
+                break
             note_retry(loc, where(loc, relative), exc, attempt, retries, count=1)
-    raise AssertionError("unreachable")  # pragma: no cover
+    # raised out of the handler: the error does not keep the original as its context either (its arguments
+    # may hold a URL with a signature, e.g. an aiohttp error of a SAS URL)
+    raise failure from None
 
 
 def gave_up(attempt: int, retries: int, since: float) -> str:
