@@ -6,11 +6,12 @@ import datasets
 import pyarrow.parquet as pq
 import pytest
 
-import inat_hf.hub.export as export_module
+import inat_hf.export.files as export_module
 import inat_hf.manifest.layout as layout_module
 from inat_hf import load_metadata
 from inat_hf.config import config_for
-from inat_hf.hub.export import attach_images, export_dataset, pseudonym, read_client
+from inat_hf.export import attach_images, pseudonym, read_client
+from inat_hf.hub.folder import export_dataset
 from inat_hf.hub.push import plan_push
 from inat_hf.manifest import load_or_build_manifest
 from inaturalist_fl import INaturalistFL
