@@ -145,6 +145,7 @@ def test_with_images_and_push_plan(tiny_replica, tmp_path):
     plan = plan_push(out, allow_images=True)
     assert plan.configs == {"family_user": ["train", "validation"]}
     assert "README.md" in plan.files and plan.total_bytes > 0
+    assert (out / REPORT_FILE).is_file() and REPORT_FILE not in plan.files  # the run's log stays local
 
 
 def test_push_plan_refuses_a_folder_without_card(tmp_path):
