@@ -7,8 +7,11 @@ The data flow, one folder per layer, imports pointing down it:
 * :mod:`inat_hf.partition`: the images table -> a client per row (schemes and filters);
 * :mod:`inat_hf.manifest`: the partitioned rows of a config, cached, and :mod:`inat_hf.manifest.examples`
   (manifest rows -> examples, images fetched);
-* the ``datasets`` builder (:mod:`inat_hf.builder`), the Dask engine (:mod:`inat_hf.prepare`) and the Hub
-  export, card and push (:mod:`inat_hf.hub`) write the examples;
+* :mod:`inat_hf.export`: the Parquet layout of an export (the table, the ``client`` pseudonyms, row groups,
+  file names; reading a client back, attaching images);
+* the ``datasets`` builder (:mod:`inat_hf.builder`) and the Dask engine (:mod:`inat_hf.prepare`, which writes
+  that layout; ``inat-fl export`` runs it in-process) write the examples; :mod:`inat_hf.hub` adds the card
+  and pushes the folder;
 * :mod:`inat_hf.federated`: clients of a prepared split (``ClientData``), one client from storage
   (``ClientStream``), the Flower partitioner; :mod:`inat_hf.train` trains on them (:mod:`inat_hf.train.flower`
   with Flower);

@@ -130,7 +130,7 @@ def _write_output(args: argparse.Namespace, out: Path) -> None:
 
         prepare(str(out), str(data), [args.config], cache_dir=cache, scheduler="synchronous", file_rows=args.file_rows)
     elif not (out / "README.md").exists():
-        from inat_hf.hub.export import export_dataset
+        from inat_hf.hub.folder import export_dataset
 
         export_dataset(str(out), str(data), [args.config], cache_dir=cache)
 

@@ -89,6 +89,8 @@ if __name__ == "__main__":
     data, out, cache, rows, images = sys.argv[1:6]
     report = prepare(out, data, ["family_user"], cache_dir=cache, scheduler="local", workers=2,
                      file_rows=int(rows), overrides=None if images == "yes" else {"with_images": False}, progress=None)
+    from inat_hf.hub.folder import write_card
+    write_card(out, data, report, cache_dir=cache)  # the card, as inat-fl prepare writes it: in the driver's peak
     from inat_hf.prepare.task import peak_rss
     print(json.dumps({"seconds": report["seconds"], "first_task_s": report["seconds_to_first_task"],
                       "planning_s": report["planning_seconds"], "cluster_start_s": report["cluster_start_seconds"],

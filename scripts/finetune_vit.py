@@ -19,7 +19,7 @@ r"""Fine-tune a ViT on iNat-FL, centrally or federated (FedAvg / FedAvgM), or me
 Data (:class:`inat_hf.train.datasource.DataSource`, shared with ``scripts/flower_sim.py``): ``--data-dir``
 prepares the config with the builder (``--cache-dir``, ``--num-proc``; ``--images-dir`` when the images lie
 apart from the metadata); ``--export`` loads an export with ``datasets.load_dataset(DIR, config)`` and adds
-the images from ``--images-dir`` (alias ``--images``) with ``inat_hf.hub.export.attach_images``, or uses
+the images from ``--images-dir`` (alias ``--images``) with ``inat_hf.export.attach_images``, or uses
 the export's own images (an output of ``inat-fl prepare`` holds the image bytes: no ``--images-dir``).
 Credentials come from the environment (``AZURE_STORAGE_*``, read by adlfs); ``--option KEY=VALUE`` passes
 other storage options. Model: ``--model`` (a checkpoint name or path; default

@@ -9,11 +9,11 @@ import datasets
 import pyarrow.parquet as pq
 import pytest
 
-import inat_hf.hub.export as export_module
 import inat_hf.manifest.layout as layout_module
+import inat_hf.prepare.driver as driver_module
 from inat_hf.federated import compat as datasets_compat
 from inat_hf.federated.clients import ClientData
-from inat_hf.hub.export import export_dataset
+from inat_hf.hub.folder import export_dataset, write_card
 from inat_hf.prepare import prepare
 
 pytestmark = pytest.mark.skipif(
@@ -31,7 +31,7 @@ def exported(tiny_replica, tmp_path_factory) -> str:
     """A manifest-only export of the tiny replica in several files of several row groups."""
     out = tmp_path_factory.mktemp("export")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(export_module, "FILE_ROWS", ROWS_PER_FILE)
+        patch.setattr(driver_module, "FILE_ROWS_WITHOUT_IMAGES", ROWS_PER_FILE)
         patch.setattr(layout_module, "EXPORT_ROW_GROUP_ROWS", ROWS_PER_GROUP)
         export_dataset(str(out), tiny_replica.url, [CONFIG], cache_dir=str(tmp_path_factory.mktemp("cache")))
     return str(out)
@@ -41,8 +41,10 @@ def exported(tiny_replica, tmp_path_factory) -> str:
 def prepared(tiny_replica, tmp_path_factory) -> str:
     """``inat-fl prepare``'s output (image bytes) of the tiny replica in several files of several row groups."""
     out = tmp_path_factory.mktemp("prepared")
-    prepare(str(out), tiny_replica.url, [CONFIG], cache_dir=str(tmp_path_factory.mktemp("cache")),
-            scheduler="synchronous", file_rows=ROWS_PER_FILE, batch_rows=ROWS_PER_GROUP, progress=None)  # fmt: skip
+    cache = str(tmp_path_factory.mktemp("cache"))
+    report = prepare(str(out), tiny_replica.url, [CONFIG], cache_dir=cache, scheduler="synchronous",
+                     file_rows=ROWS_PER_FILE, batch_rows=ROWS_PER_GROUP, progress=None)  # fmt: skip
+    write_card(str(out), tiny_replica.url, report, cache_dir=cache)
     return str(out)
 
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import datasets
 import pyarrow.parquet as pq
 import pytest
 
-import inat_hf.hub.export as export_module
+import inat_hf.export.files as export_module
 import inat_hf.manifest.layout as layout_module
 from inat_hf import load_metadata
 from inat_hf.config import config_for
-from inat_hf.hub.export import attach_images, export_dataset, pseudonym, read_client
+from inat_hf.export import attach_images, pseudonym, read_client
+from inat_hf.hub.folder import export_dataset, write_card
 from inat_hf.hub.push import plan_push
 from inat_hf.manifest import load_or_build_manifest
+from inat_hf.prepare import REPORT_FILE, prepare
 from inaturalist_fl import INaturalistFL
 
 CONFIGS = ["family_user", "class_geo1k"]
@@ -141,6 +145,7 @@ def test_with_images_and_push_plan(tiny_replica, tmp_path):
     plan = plan_push(out, allow_images=True)
     assert plan.configs == {"family_user": ["train", "validation"]}
     assert "README.md" in plan.files and plan.total_bytes > 0
+    assert (out / REPORT_FILE).is_file() and REPORT_FILE not in plan.files  # the run's log stays local
 
 
 def test_push_plan_refuses_a_folder_without_card(tmp_path):
@@ -163,3 +168,62 @@ def test_export_to_azure_and_read_one_client(small_metadata, az_container, tmp_p
     export_dataset(str(local), small_metadata.url, ["family_user"], cache_dir=str(tmp_path / "cache"))
     expected, _ = read_client(str(local), "family_user", 3)
     assert rows.equals(expected) and groups == 1
+
+
+# --- one write path: the export is prepare run in this process ----------------------------------------------
+
+
+def _written(out) -> dict[str, bytes]:
+    """Every data file, the card and its figure of a folder: relative path -> bytes."""
+    found = sorted([*out.glob("data/**/*.parquet"), out / "README.md", *out.glob("assets/*")])
+    return {str(p.relative_to(out)): p.read_bytes() for p in found}
+
+
+def test_export_and_prepare_on_a_cluster_write_identical_files(small_metadata, tmp_path):
+    from inat_hf.cli import main
+
+    data, cache = small_metadata.url, str(tmp_path / "cache")
+    configs = ["--config", "family_user", "--config", "class_geo1k", "--set", "test_fraction=0.25"]
+    exported, prepared = tmp_path / "exported", tmp_path / "prepared"
+    assert main(["export", str(exported), "--data-dir", data, *configs, "--cache-dir", cache]) == 0
+    argv = ["prepare", str(prepared), "--data-dir", data, *configs, "--set", "with_images=false",
+            "--scheduler", "local", "--workers", "1", "--cache-dir", cache]  # fmt: skip
+    assert main(argv) == 0
+    export_files, prepare_files = _written(exported), _written(prepared)
+    names = [n for n in export_files if n.startswith("data/")]
+    assert {n.split("/")[1] for n in names} == {"family_user", "class_geo1k"}
+    assert {n.rsplit("/", 1)[1].split("-")[0] for n in names} == {"train", "test", "validation"}
+    assert export_files == prepare_files  # every Parquet file byte for byte, the card and its figure
+    reports = [json.loads((out / REPORT_FILE).read_text()) for out in (exported, prepared)]
+    assert reports[0]["totals"] == reports[1]["totals"] and reports[0]["scheduler"] == "synchronous"
+    card = export_files["README.md"].decode()
+    assert "**No image bytes are included**" in card and "with_images" not in card
+    assert "from inat_hf.export import attach_images" in card
+
+
+def test_export_with_images_is_prepare_and_its_card_says_so(tiny_replica, tmp_path):
+    cache = str(tmp_path / "cache")
+    export_dataset(str(tmp_path / "exported"), tiny_replica.url, ["family_user"], cache_dir=cache, with_images=True)
+    report = prepare(str(tmp_path / "prepared"), tiny_replica.url, ["family_user"], cache_dir=cache,
+                     scheduler="synchronous", progress=None)  # fmt: skip
+    write_card(str(tmp_path / "prepared"), tiny_replica.url, report, cache_dir=cache)
+    exported = _written(tmp_path / "exported")
+    assert exported == _written(tmp_path / "prepared")
+    parquet = [n for n in exported if n.endswith(".parquet")]
+    assert parquet and all(pq.read_schema(tmp_path / "exported" / n).names[0] == "image" for n in parquet)
+    card = exported["README.md"].decode()
+    assert "**The image bytes are included**" in card and "No image bytes" not in card
+    assert "for private use only" in card and "not redistributed here" not in card
+    assert "attach_images" not in card and "with_images" not in card
+    with pytest.raises(ValueError, match=r"overrides with_images=True contradicts with_images=False"):
+        export_dataset(str(tmp_path / "x"), tiny_replica.url, ["family_user"], overrides={"with_images": True})
+
+
+def test_the_card_of_an_unfinished_run_is_refused(tiny_replica, tmp_path):
+    out = tmp_path / "out"
+    export_dataset(str(out), tiny_replica.url, ["family_user"], cache_dir=str(tmp_path / "cache"))
+    report = json.loads((out / REPORT_FILE).read_text())
+    assert write_card(str(out), tiny_replica.url, cache_dir=str(tmp_path / "cache")) == (out / "README.md").read_text()
+    (out / REPORT_FILE).write_text(json.dumps({**report, "complete": False, "error": "KeyboardInterrupt: "}))
+    with pytest.raises(ValueError, match=r"prepare_report\.json: the prepare run did not complete"):
+        write_card(str(out), tiny_replica.url, cache_dir=str(tmp_path / "cache"))

@@ -393,7 +393,7 @@ def test_script_bench_pipeline_measures_pipeline_and_model(script, prepared, tmp
 
 
 def test_script_trains_on_an_export_plus_images(script, prepared, clients, tmp_path):
-    from inat_hf.hub.export import export_dataset
+    from inat_hf.hub.folder import export_dataset
 
     export_dataset(str(tmp_path / "export"), prepared.url, ["family_user"], cache_dir=prepared.cache)
     out = tmp_path / "out"

@@ -106,7 +106,7 @@ def test_filtered_and_selected_splits(prepared):
 
 def test_flower_export_folder_with_flowers_defaults(tiny_replica, tmp_path):
     """As a new user would: FederatedDataset over an export folder, default shuffle."""
-    from inat_hf.hub.export import export_dataset
+    from inat_hf.hub.folder import export_dataset
 
     out = tmp_path / "export"
     export_dataset(str(out), tiny_replica.url, ["family_user"], cache_dir=str(tmp_path / "cache"))

@@ -223,7 +223,7 @@ def test_a_checkpoint_with_other_labels(tmp_path):
 
 
 def test_an_export_with_a_missing_image(tiny_replica, tmp_path):
-    from inat_hf.hub.export import export_dataset
+    from inat_hf.hub.folder import export_dataset
 
     export_dataset(str(tmp_path / "export"), tiny_replica.url, ["family_user"], cache_dir=str(tmp_path / "cache"))
     images = tmp_path / "images"
@@ -244,7 +244,7 @@ def test_an_export_with_a_missing_image(tiny_replica, tmp_path):
 
 
 def test_an_export_written_with_images_needs_no_images_dir(tiny_replica, tmp_path):
-    from inat_hf.hub.export import export_dataset
+    from inat_hf.hub.folder import export_dataset
 
     out = tmp_path / "export"
     export_dataset(str(out), tiny_replica.url, ["family_user"], cache_dir=str(tmp_path / "cache"), with_images=True)

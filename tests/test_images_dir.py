@@ -12,8 +12,9 @@ from test_secrets import FAKE_KEY, Scanner, bad_connection_string
 
 from inat_hf import StorageAuthError
 from inat_hf.cli import main
+from inat_hf.export import read_client
 from inat_hf.federated.stream import stream_client
-from inat_hf.hub.export import export_dataset, read_client
+from inat_hf.hub.folder import export_dataset
 from inat_hf.manifest.examples import BadImageError
 from inat_hf.replica import write_sample
 from inaturalist_fl import INaturalistFL

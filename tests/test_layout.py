@@ -82,7 +82,6 @@ def test_loose_top_level_modules_are_the_allowed_ones():
     )
 
 
-@pytest.mark.xfail(strict=True, reason="one write path: next step of issue 16")
 def test_prepare_does_not_import_hub():
     offenders = {
         str(p.relative_to(ROOT)): sorted(n for n in _imports(p) if n == "inat_hf.hub" or n.startswith("inat_hf.hub."))
@@ -166,6 +165,34 @@ def test_old_clients_path_holds_the_names_of_its_three_new_modules(monkeypatch):
         new_slice,
         new_stream_client,
     )
+
+
+def test_old_hub_export_path_holds_the_export_and_folder_names(monkeypatch):
+    monkeypatch.delitem(sys.modules, "inat_hf.hub.export", raising=False)
+    with pytest.warns(DeprecationWarning, match=r"inat_hf.hub.export moved to inat_hf.export.files / "):
+        from inat_hf.hub.export import attach_images, export_dataset, pseudonym, read_client, rows_table
+    from inat_hf.export.files import pseudonym as new_pseudonym
+    from inat_hf.export.files import read_client as new_read_client
+    from inat_hf.export.files import rows_table as new_rows_table
+    from inat_hf.export.images import attach_images as new_attach_images
+    from inat_hf.hub.folder import export_dataset as new_export_dataset
+
+    assert (attach_images, export_dataset, pseudonym, read_client, rows_table) == (
+        new_attach_images,
+        new_export_dataset,
+        new_pseudonym,
+        new_read_client,
+        new_rows_table,
+    )
+
+
+def test_hub_writes_no_parquet():
+    writers = sorted(
+        str(p.relative_to(ROOT))
+        for p in (PACKAGE / "hub").glob("*.py")
+        if any(word in p.read_text() for word in ("ParquetWriter", "write_table", "write_client_aligned"))
+    )
+    assert not writers, f"the Parquet layout is inat_hf.export's, written by inat_hf.prepare only: {writers}"
 
 
 def test_unknown_old_name_is_still_an_import_error():

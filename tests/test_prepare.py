@@ -19,8 +19,9 @@ import pytest
 
 from inat_hf.cli import main
 from inat_hf.config import config_for
+from inat_hf.export import read_client
 from inat_hf.federated.clients import ClientData
-from inat_hf.hub.export import read_client
+from inat_hf.hub.folder import write_card
 from inat_hf.manifest import load_or_build_manifest
 from inat_hf.manifest.examples import BadImageError
 from inat_hf.prepare import REPORT_FILE, Settings, plan_files, prepare, read_record
@@ -38,8 +39,11 @@ def files_of(out: Path) -> dict[str, bytes]:
 
 
 def run(out: Path, data: str, cache: Path, **kwargs: object) -> dict:
+    """A synchronous prepare run, then its card (as ``inat-fl prepare`` writes it)."""
     options = {"cache_dir": str(cache), "scheduler": "synchronous", "file_rows": FILE_ROWS, "progress": None}
-    return prepare(str(out), data, ["family_user"], **{**options, **kwargs})
+    report = prepare(str(out), data, ["family_user"], **{**options, **kwargs})
+    write_card(str(out), data, report, cache_dir=str(cache))
+    return report
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +239,7 @@ def test_prepare_set_train_split_train_mini(tiny_replica, tmp_path, capsys):
     configs = [config_for("family_user", train_split="train_mini"), config_for("order_user")]
     report = prepare(str(both), tiny_replica.url, configs, cache_dir=str(tmp_path / "cache-both"),
                      scheduler="synchronous", progress=None)  # fmt: skip
+    write_card(str(both), tiny_replica.url, report, cache_dir=str(tmp_path / "cache-both"))
     rows = {name: c["rows"] for name, c in report["configs"].items()}
     counts = tiny_replica.counts
     assert rows == {"family_user": mini + counts.val_images, "order_user": counts.train_images + counts.val_images}

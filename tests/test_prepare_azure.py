@@ -15,7 +15,8 @@ import pytest
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from inat_hf import storage
-from inat_hf.hub.export import read_client
+from inat_hf.export import read_client
+from inat_hf.hub.folder import write_card
 from inat_hf.prepare import REPORT_FILE, prepare
 from inat_hf.replica import write_sample
 
@@ -74,6 +75,7 @@ def test_local_cluster_from_azure_to_azure(azurite, container, tiny_replica, tmp
             report = prepare(out_url, data, ["family_user"], storage_options=options, cache_dir=str(tmp_path / "c2"),
                              scheduler=client, file_rows=40, progress=shown)  # fmt: skip
             assert len(client.nthreads()) == 2
+    write_card(out_url, data, report, storage_options=options, cache_dir=str(tmp_path / "c2"))
     assert report["complete"] and report["totals"]["files_written"] == report["files_planned"] == 5
     assert report["totals"]["rows_in"] == report["totals"]["rows_written"] == 171
     assert "5/5 files" in shown.getvalue() and "images/s" in shown.getvalue()

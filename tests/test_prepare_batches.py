@@ -16,9 +16,10 @@ import pytest
 
 from inat_hf.cli import main
 from inat_hf.config import config_for
+from inat_hf.export import read_client
 from inat_hf.federated.clients import ClientData
 from inat_hf.federated.partitioner import INatPartitioner
-from inat_hf.hub.export import read_client
+from inat_hf.hub.folder import write_card
 from inat_hf.manifest import load_or_build_manifest
 from inat_hf.prepare import REPORT_FILE, Settings, format_report, plan_files, prepare
 from inat_hf.prepare.stream import batch_bounds
@@ -34,8 +35,11 @@ def files_of(out: Path) -> dict[str, bytes]:
 
 
 def run(out: Path, data: str, cache: Path, **kwargs: object) -> dict:
+    """A synchronous prepare run, then its card (as ``inat-fl prepare`` writes it)."""
     options = {"cache_dir": str(cache), "scheduler": "synchronous", "file_rows": FILE_ROWS, "progress": None}
-    return prepare(str(out), data, ["family_user"], **{**options, **kwargs})
+    report = prepare(str(out), data, ["family_user"], **{**options, **kwargs})
+    write_card(str(out), data, report, cache_dir=str(cache))
+    return report
 
 
 def test_batch_bounds_cut_at_client_starts_and_inside_large_clients_only():

@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from inat_hf.hub.export import export_dataset, pseudonym
+from inat_hf.export import pseudonym
+from inat_hf.hub.folder import export_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FORMULA = '`"u" + hashlib.sha256(b"inaturalist-fl/client/v1\\n" + user.encode("utf-8")).hexdigest()[:16]`'
@@ -76,21 +77,7 @@ def exports(small_metadata, tmp_path_factory) -> dict[str, Path]:
     return outs
 
 
-@pytest.mark.parametrize(
-    "export",
-    [
-        "one-user",
-        "groups",
-        pytest.param(
-            "groups-with-test",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known defect: the name is taken per split (the first user among the split's rows), so a "
-                "group whose rows are cut into train and test gets two pseudonyms",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("export", ["one-user", "groups", "groups-with-test"])
 def test_every_user_client_carries_the_documented_pseudonym(exports, small_metadata, export):
     group_size = EXPORTS[export][1].get("group_size", 1)
     user_of = _users_by_image(small_metadata.url)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from inat_hf.hub.export import export_dataset
+from inat_hf.hub.folder import export_dataset
 from inat_hf.hub.push import PublicRepositoryError, plan_push, push
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

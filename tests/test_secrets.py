@@ -40,7 +40,7 @@ from inat_hf import StorageAuthError, load_metadata
 from inat_hf.cli import main as cli
 from inat_hf.federated.stream import stream_client
 from inat_hf.hub.card import card_from_data
-from inat_hf.hub.export import export_dataset
+from inat_hf.hub.folder import export_dataset
 from inat_hf.realcopy.extract import MARKER_DIR, ExtractError, extract_archive, official_archives
 from inat_hf.replica import write_sample
 from inaturalist_fl import INaturalistFL

@@ -1,4 +1,6 @@
-"""``inat-fl export``: Hub-ready Parquet configs and the dataset card (no images by default)."""
+"""``inat-fl export``: Hub-ready Parquet configs and the dataset card (no images by default): ``inat-fl prepare``
+run in this process (the synchronous scheduler), then the card.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export the configs; print the files written."""
-    from inat_hf.hub.export import export_dataset
+    from inat_hf.hub.folder import export_dataset
 
     where = common.location(args)
     written = export_dataset(

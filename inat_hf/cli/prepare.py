@@ -33,18 +33,21 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Prepare the configs."""
+    """Prepare the configs, then write the card from the run's report."""
     import sys
 
+    from inat_hf.hub.folder import write_card
     from inat_hf.prepare import prepare
 
     where = common.location(args)
-    prepare(
+    data_dir = where.pop("data_dir")
+    out_options = common.parse_storage_options(args.out_option)
+    report = prepare(
         args.out,
-        where.pop("data_dir"),
+        data_dir,
         args.config or ["family_user"],
         overrides=common.parse_overrides(args.set),
-        out_storage_options=common.parse_storage_options(args.out_option),
+        out_storage_options=out_options,
         cache_dir=args.cache_dir,
         max_image_side=args.max_image_side,
         on_bad_image=args.on_bad_image,
@@ -54,9 +57,10 @@ def run(args: argparse.Namespace) -> int:
         redo_skipped=args.redo_skipped,
         scheduler=args.scheduler,
         workers=args.workers,
-        replica_note=args.replica_note,
         progress=sys.stderr,  # the summary too: files with skipped rows
         **where,
     )
+    write_card(args.out, data_dir, report, storage_options=where["storage_options"], out_storage_options=out_options,
+               cache_dir=args.cache_dir, replica_note=args.replica_note)  # fmt: skip
     print(f"wrote {args.out}; load it with datasets.load_dataset({args.out!r}, CONFIG)")
     return 0

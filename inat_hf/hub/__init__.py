@@ -1,3 +1,4 @@
-"""The Hub: :mod:`~inat_hf.hub.export` (Parquet per config and split, manifest-only by default),
-:mod:`~inat_hf.hub.card` (the dataset card, prose in ``card_template.md``) and :mod:`~inat_hf.hub.push`.
+"""The Hub: the dataset card (:mod:`~inat_hf.hub.card`, prose in ``card_template.md``; written after the
+files by :mod:`~inat_hf.hub.folder`, which also holds ``export_dataset``) and the upload
+(:mod:`~inat_hf.hub.push`). The Parquet layout itself is :mod:`inat_hf.export`'s, written by :mod:`inat_hf.prepare`.
 """

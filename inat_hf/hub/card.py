@@ -5,7 +5,8 @@ card: YAML front matter that the Hub and ``datasets`` read (licence, task, tags,
 ``configs:`` entry per config whose ``data_files`` point at ``data/{config}/{split}-*.parquet``), then a body
 in which every number comes from those statistics, none is typed by hand. :func:`card_from_data` computes
 everything from a data folder (metadata, one manifest per config, the client-size figure) and renders the
-card; the export and ``inat-fl card`` both call it.
+card (``inat-fl card``); :func:`card_from_exports` renders the card of written files
+(:func:`inat_hf.hub.folder.write_card`, after ``inat-fl export`` and ``inat-fl prepare``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from inat_hf.analysis.summary import (
     summarize,
 )
 from inat_hf.config import DEFAULT_CONFIG_NAME, INatFLConfig, config_for
+from inat_hf.export.files import data_files as export_data_files
 from inat_hf.hub.card_text import (
     builder_kwargs,
     configs_table,
@@ -89,7 +91,7 @@ class ConfigCard:
         at ``data/{name}/{split}-*.parquet``).
         """
         if data_files is None:
-            data_files = {s: f"data/{config.name}/{s}-*.parquet" for s in SPLITS if stats.examples.get(s, 0)}
+            data_files = export_data_files(config.name, [s for s in SPLITS if stats.examples.get(s, 0)])
         splits = {split: int(stats.examples.get(split, 0)) for split in data_files}
         return cls(config, stats, stats.num_labels, splits, dict(data_files))
 
@@ -150,6 +152,11 @@ def _section(name: str, **values: object) -> str:
     return _sections()[name].substitute(values)
 
 
+def _words(name: str, with_images: bool) -> str:
+    """The inline words of section ``name_with_images`` or ``name_without_images`` (no final newline)."""
+    return _section(f"{name}_{'with' if with_images else 'without'}_images").rstrip("\n")
+
+
 def _limitations(b: DataBiases, pool: str) -> str:
     return _section(
         "limitations",
@@ -192,6 +199,7 @@ def render_card(
     default_config: str = DEFAULT_CONFIG_NAME,
     biases: DataBiases | None = None,
     repo_id: str = "<namespace>/inaturalist-fl",
+    with_images: bool = False,
 ) -> str:
     """The full ``README.md`` of an export: YAML front matter, then the body rendered from the numbers.
 
@@ -214,6 +222,9 @@ def render_card(
         From :func:`compute_biases`; without it the limitations section has no numbers.
     repo_id : str
         Hub id shown in the loading example.
+    with_images : bool
+        Whether the files hold the image bytes (a private copy): the card says what the files hold, how to
+        load them and the terms that bind such a copy.
     """
     if not configs:
         raise ValueError("a card needs at least one config")
@@ -225,7 +236,9 @@ def render_card(
         flags = " ".join(f"--config {c.name}" for c in configs) + set_flags(configs)
         parts.append(_section("replica_notice", note=replica_note.strip(), config_flags=flags))
     images = ", ".join(f"{n:,} {split}" for split, n in split_sizes.items())
-    parts.append(_section("intro", images=images, species=f"{rank_counts.get('species', 0):,}", users=f"{users:,}"))
+    contents = _words("contents", with_images)
+    parts.append(_section("intro", images=images, species=f"{rank_counts.get('species', 0):,}", users=f"{users:,}",
+                          contents=contents))  # fmt: skip
     schemes = "\n".join(f"- `{c.name}`: {c.config.rank} labels; {scheme_text(c.config)}." for c in configs)
     parts.append(_section("configurations", schemes=schemes, table=configs_table(configs)))
     if figure:
@@ -234,10 +247,12 @@ def render_card(
         parts.append(_section("figure", default=default.name, figure=figure, median=median, p90=p90, largest=largest))
     kwargs = builder_kwargs(default.config)
     parts.append(_section("loading", default=default.name, repo_id=repo_id, builder_kwargs=kwargs))
+    load = "load_with_images" if with_images else "load_without_images"
+    parts += [_section(load, default=default.name, repo_id=repo_id), _section("clients")]
     pool = default.config.train_split  # the card's numbers describe the default config's train pool
     parts.append(_section("taxonomy", table=_taxonomy(rank_counts, configs, pool)))
     parts.append(_limitations(biases, pool) if biases else _section("no_limitations"))
-    parts.append(_section("licence", link=about.HOMEPAGE))
+    parts.append(_section("licence", link=about.HOMEPAGE, images_terms=_words("terms", with_images)))
     parts.append(_section("citation", citation=about.CITATION))
     return "\n".join(parts)
 
@@ -269,6 +284,7 @@ def card_from_exports(
     replica_note: str | None = None,
     figure_dir: str = "assets",
     default_config: str | None = None,
+    with_images: bool = False,
 ) -> str:
     """The card of exported configs; writes the client-size figure under ``out`` and returns the text.
 
@@ -287,6 +303,8 @@ def card_from_exports(
         Folder of the figure ``client_sizes_{default config}.png``, relative to ``out`` (the card links it so).
     default_config : str, optional
         Default: ``family_user`` if exported, else the first config.
+    with_images : bool
+        Whether the exported files hold the image bytes (see :func:`render_card`).
     """
     default = _default_of([config.name for config, _, _ in built], default_config)
     pool = next(config for config, _, _ in built if config.name == default).train_split
@@ -312,6 +330,7 @@ def card_from_exports(
         replica_note=replica_note,
         default_config=default,
         biases=compute_biases(images),
+        with_images=with_images,
     )
 
 
@@ -349,7 +368,7 @@ def card_from_data(
         loaded = images if same else None  # other metadata: load_or_build loads its own
         manifest = load_or_build(locate(source, config, cache_dir), source, loaded)
         splits = [split for split in SPLITS if manifest.split_range(split)[1]]  # as the export writes them
-        built.append((config, manifest, {split: f"data/{config.name}/{split}-*.parquet" for split in splits}))
+        built.append((config, manifest, export_data_files(config.name, splits)))
     return card_from_exports(
         built, images, out_dir, replica_note=replica_note, figure_dir=figure_dir, default_config=default_config
     )

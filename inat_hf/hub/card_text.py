@@ -45,9 +45,13 @@ def scheme_text(config: INatFLConfig) -> str:
 
 
 def config_overrides(config: INatFLConfig) -> dict[str, Any]:
-    """The fields of ``config`` that differ from its preset ``{rank}_{scheme}`` (``train_split``, ...)."""
+    """The fields of ``config`` that differ from its preset ``{rank}_{scheme}`` (``train_split``, ...), but
+    ``with_images``: whether the files hold image bytes is said by the card itself, and the builder snippet
+    loads images from your own copy either way.
+    """
     preset = config_for(f"{config.rank}_{config.scheme}").fingerprint_fields()
-    return {k: v for k, v in config.fingerprint_fields().items() if k not in ("rank", "scheme") and preset[k] != v}
+    fields = config.fingerprint_fields().items()
+    return {k: v for k, v in fields if k not in ("rank", "scheme", "with_images") and preset[k] != v}
 
 
 def set_flags(configs: Sequence[ConfigCard]) -> str:

@@ -3,7 +3,8 @@
 ``push(folder, repo_id)`` checks the folder first (a valid dataset card whose YAML ``configs:`` point to
 files that exist, no image bytes unless allowed, no secret in any text file) and then uploads it with
 ``huggingface_hub`` (token from ``HF_TOKEN`` or the saved login). ``plan_push`` does the checks and
-returns what would be uploaded, without touching the network.
+returns what would be uploaded, without touching the network. ``prepare_report.json`` (the run's log: local
+paths, timings, skipped rows) stays local.
 
 **Images never go public.** With ``allow_images`` the repository's visibility is read from the Hub before
 anything is uploaded: an existing public repository (or one whose visibility the Hub does not say) is
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard
 
 from inat_hf.errors import InatError
+from inat_hf.prepare.report import REPORT_FILE
 from inat_hf.storage import redact
 
 if TYPE_CHECKING:
@@ -63,7 +65,11 @@ def plan_push(folder: str | Path, *, allow_images: bool = False) -> PushPlan:
     configs_meta = card.data.to_dict().get("configs") or []
     if not configs_meta:
         raise ValueError(f"{card_path}: the YAML has no `configs:`; regenerate it with `inat-fl export`")
-    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and ".cache" not in p.parts)
+    files = sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and ".cache" not in p.parts and p.relative_to(root).as_posix() != REPORT_FILE
+    )
     configs: dict[str, list[str]] = {}
     for entry in configs_meta:
         splits = []

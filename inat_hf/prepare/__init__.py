@@ -6,9 +6,11 @@ and each Dask task writes one file (:mod:`~inat_hf.prepare.task`): it fetches th
 :mod:`inat_hf.storage`, applies ``on_bad_image`` and ``max_image_side``, and writes one Parquet file with
 statistics and the builder's features in the schema, to any fsspec URL, a batch of at most ``batch_rows``
 rows (one row group) at a time, so that a worker's memory is bounded by a batch, not by a client
-(:mod:`~inat_hf.prepare.stream`). The output has the export layout
-(``data/{config}/{split}-XXXXX-of-YYYYY.parquet`` plus the card), so ``datasets.load_dataset(OUT, config)``,
-:func:`inat_hf.hub.export.read_client` and ``ClientData`` read it.
+(:mod:`~inat_hf.prepare.stream`). The output has the export layout (:mod:`inat_hf.export.files`:
+``data/{config}/{split}-XXXXX-of-YYYYY.parquet``); with the card, which the caller writes from the report
+(:func:`inat_hf.hub.folder.write_card`), ``datasets.load_dataset(OUT, config)``,
+:func:`inat_hf.export.read_client` and ``ClientData`` read it. ``inat-fl export`` is this same run with the
+synchronous scheduler and no image bytes.
 
 Files appear only complete and record the prepare key and their row range; a rerun writes only the files
 that are missing or do not match (and, with ``redo_skipped``, the files that skipped rows), and gives the

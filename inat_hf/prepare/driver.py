@@ -1,13 +1,14 @@
-"""The driver of ``inat-fl prepare``: manifests, the plan, the run on Dask, progress, the report and the card.
+"""The driver of ``inat-fl prepare`` (and of ``inat-fl export``): manifests, the plan, the run on Dask,
+progress and the report.
 
 The driver builds (or reads from the one cache) each config's manifest, removes from ``data/{config}/``
 what the plan does not name (temporary files of a killed run, files of another plan), runs one task per file
 (:mod:`inat_hf.prepare.engine`), shows files done / planned and images/s, and at the end writes
 ``prepare_report.json`` (rows in = rows written + rows skipped, per file and in total, with every skipped
-row's reason, and ``files_with_skipped``: the files that ``redo_skipped`` writes again) and the dataset card
-(``README.md`` with YAML ``configs:``, as :func:`inat_hf.hub.export.export_dataset` writes it). If a task
-fails, the run stops with the file and the reason (redacted); files already complete stay, and the report
-says what was done.
+row's reason, each config's fields, and ``files_with_skipped``: the files that ``redo_skipped`` writes
+again). If a task fails, the run stops with the file and the reason (redacted); files already complete stay,
+and the report says what was done. The dataset card (``README.md``) is not the engine's: the caller writes it
+from the report (:func:`inat_hf.hub.folder.write_card`; ``inat-fl prepare`` and ``export_dataset`` do).
 """
 
 from __future__ import annotations
@@ -15,18 +16,14 @@ from __future__ import annotations
 import posixpath
 import sys
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from inat_hf import storage
 from inat_hf.config import INatFLConfig, config_for
 from inat_hf.errors import InatError
-from inat_hf.hub.card import card_config, card_from_exports
-from inat_hf.hub.export import data_files, with_split_sizes
 from inat_hf.manifest import Manifest, ManifestKey, check_configs, load_config_metadata, load_or_build, locate
 from inat_hf.metadata import is_file_url
 from inat_hf.prepare import engine
@@ -40,7 +37,7 @@ from inat_hf.prepare.plan import (
     public_url,
     with_rows,
 )
-from inat_hf.prepare.report import Progress, format_report, in_plan_order, write_report
+from inat_hf.prepare.report import Progress, format_report, write_report
 
 
 def _clean_stale(out: storage.Location, config_name: str, planned: set[str], log: TextIO | None) -> int:
@@ -56,9 +53,10 @@ def _clean_stale(out: storage.Location, config_name: str, planned: set[str], log
     return len(stale)
 
 
-def _manifest_summary(manifest: Manifest) -> dict[str, Any]:
+def _manifest_summary(manifest: Manifest, config: INatFLConfig) -> dict[str, Any]:
     reasons = pc.value_counts(manifest.dropped["reason"]).to_pylist() if manifest.dropped.num_rows else []
     return {
+        "fields": config.fingerprint_fields(),  # the config again: config_for(name, **fields)
         "fingerprint": manifest.fingerprint,
         "rows": manifest.table.num_rows,
         "dropped_by_manifest": {str(r["values"]): int(r["counts"]) for r in reasons},
@@ -84,14 +82,15 @@ def prepare(
     redo_skipped: bool = False,
     scheduler: Any = "local",
     workers: int | None = None,
-    replica_note: str | None = None,
     progress: TextIO | None = sys.stderr,
 ) -> dict[str, Any]:
-    """Write configs of the data at ``data_dir`` as image-bearing, client-aligned Parquet files with Dask.
+    """Write configs of the data at ``data_dir`` as client-aligned Parquet files with Dask (with their image
+    bytes, unless the configs say ``with_images=False``).
 
-    The output has the export layout (``data/{config}/{split}-XXXXX-of-YYYYY.parquet``, ``README.md``), so
-    ``datasets.load_dataset(out_url, config)`` loads it with images. Resumable: a rerun writes only the files
-    that are missing or do not match. See :mod:`inat_hf.prepare` for the whole story.
+    The output has the export layout (``data/{config}/{split}-XXXXX-of-YYYYY.parquet``,
+    :mod:`inat_hf.export.files`); with the card that :func:`inat_hf.hub.folder.write_card` writes from the
+    returned report, ``datasets.load_dataset(out_url, config)`` loads it. Resumable: a rerun writes only the
+    files that are missing or do not match. See :mod:`inat_hf.prepare` for the whole story.
 
     Parameters
     ----------
@@ -129,8 +128,6 @@ def prepare(
         ``"tcp://HOST:PORT"``: an existing cluster; or a ``distributed.Client``.
     workers : int, optional
         Worker processes of ``"local"`` (default 2).
-    replica_note : str, optional
-        Notice at the top of the card.
     progress : file, optional
         Where progress lines go (None: quiet).
 
@@ -156,13 +153,14 @@ def prepare(
     rows_per_file = file_rows or (FILE_ROWS_WITH_IMAGES if images_url else FILE_ROWS_WITHOUT_IMAGES)
 
     keys = [locate(source, config, cache_dir) for config in wanted]
-    manifests, metadata = _manifests(keys, source)
+    manifests = _manifests(keys, source)
     plans = [list(plan_files(m, c, settings, file_rows=rows_per_file)) for m, c in zip(manifests, wanted, strict=True)]
     for config, plan in zip(wanted, plans, strict=True):
         _clean_stale(out, config.name, {t.relative for t in plan}, progress)
     report: dict[str, Any] = {
         "out": out.url,
-        "configs": {c.name: _manifest_summary(m) for c, m in zip(wanted, manifests, strict=True)},
+        "config_names": [c.name for c in wanted],  # the order of the run (the file's keys are sorted)
+        "configs": {c.name: _manifest_summary(m, c) for c, m in zip(wanted, manifests, strict=True)},
         "scheduler": scheduler if isinstance(scheduler, str) else type(scheduler).__name__,
         "file_rows": rows_per_file,
         "batch_rows": settings.batch_rows if images_url else None,
@@ -193,9 +191,6 @@ def prepare(
         write_report(out, report, results, plans, began, first_submit, meter, error=err)
         raise _named(err, results, plans, out) from None
     report = write_report(out, report, results, plans, began, first_submit, meter)
-    del manifests  # the card reads them again after the metadata: the two peaks do not add up
-    pa.default_memory_pool().release_unused()
-    _write_card(out, keys, in_plan_order(results, plans), metadata, source, replica_note)
     if progress is not None:
         print(format_report(report), file=progress)
     return report
@@ -220,10 +215,9 @@ def _run(
         engine.run_distributed(client, tasks, *options, on_done, on_submit)
 
 
-def _manifests(keys: list[ManifestKey], source: storage.Location) -> tuple[list[Manifest], pa.Table | None]:
+def _manifests(keys: list[ManifestKey], source: storage.Location) -> list[Manifest]:
     """Each key's manifest, from the cache or built from the metadata of its config (its ``train_split`` and
-    ``on_invalid``: loaded once for the configs that share them, not at all when every manifest is cached);
-    and the metadata the card describes (that of :func:`inat_hf.hub.card.card_config`), if it was loaded.
+    ``on_invalid``: loaded once for the configs that share them, not at all when every manifest is cached).
     """
 
     def pool(key: ManifestKey) -> tuple[str, str]:
@@ -233,9 +227,7 @@ def _manifests(keys: list[ManifestKey], source: storage.Location) -> tuple[list[
     loaded = {pool(key): load_config_metadata(source, key.config) for key in reversed(missing)}
     for group, table in loaded.items():  # a config that keeps no rows stops the run here, before any manifest
         check_configs(table, [key.config for key in missing if pool(key) == group])
-    manifests = [load_or_build(key, source, loaded.get(pool(key))) for key in keys]
-    described = card_config([key.config for key in keys])
-    return manifests, loaded.get((described.train_split, described.on_invalid))
+    return [load_or_build(key, source, loaded.get(pool(key))) for key in keys]
 
 
 def _wanted_configs(
@@ -281,29 +273,3 @@ def _named(err: BaseException, results: list[dict[str, Any]], plans: list[list[F
         return type(err)(message)
     except TypeError:
         return err
-
-
-def _write_card(
-    out: storage.Location,
-    keys: list[ManifestKey],
-    results: list[dict[str, Any]],
-    metadata: pa.Table | None,
-    source: storage.Location,
-    replica_note: str | None,
-) -> None:
-    """The dataset card, as the export writes it, with the examples actually written per split."""
-    written: dict[str, dict[str, list[str]]] = {}
-    examples: dict[str, Counter[str]] = {}
-    for result in results:
-        written.setdefault(result["config"], {}).setdefault(result["split"], []).append(result["file"])
-        examples.setdefault(result["config"], Counter())[result["split"]] += result["rows_written"]
-    written = {name: {split: sorted(files) for split, files in splits.items()} for name, splits in written.items()}
-    if metadata is None:  # every manifest was cached: the card's metadata is loaded now (its train_split)
-        metadata = load_config_metadata(source, card_config([k.config for k in keys]))
-    built = [
-        (k.config, load_or_build(k, source), data_files(k.config.name, list(written.get(k.config.name, {}))))
-        for k in keys
-    ]  # the manifests were built (or found) above
-    card = card_from_exports(built, metadata, out, replica_note=replica_note)
-    counts = {name: dict(c) for name, c in examples.items()}
-    storage.write_bytes(out, "README.md", with_split_sizes(card, out, written, built, counts).encode("utf-8"))

@@ -1,11 +1,12 @@
-"""Running the file tasks on Dask: the synchronous scheduler (in-process) or ``distributed`` (a
+"""Running the file tasks: the synchronous scheduler (in this process, one file after the other, as Dask's
+synchronous scheduler runs them, without needing Dask: ``inat-fl export`` runs so) or ``distributed`` (a
 ``LocalCluster`` of worker processes, a scheduler at ``tcp://HOST:PORT``, or a ``distributed.Client``).
 
-One Dask task per file (:func:`inat_hf.prepare.task.run_file`). Tasks are submitted as a window (a few per
+One task per file (:func:`inat_hf.prepare.task.run_file`). Tasks are submitted as a window (a few per
 worker thread), the next one as each finishes, so the driver never holds more than a window of rows and a
 cluster's scheduler never holds the whole manifest. Storage options travel by reference, never in the task
 graph: ``client.scatter`` (the graph holds the future's key; the mapping lives on the workers) with
-``distributed``, a token of :data:`inat_hf.prepare.task._LOCAL_OPTIONS` with the synchronous scheduler; with
+``distributed``, a token of :data:`inat_hf.prepare.task._LOCAL_OPTIONS` in this process; with
 no options, workers use their own environment (``AZURE_STORAGE_*``, read by adlfs).
 """
 
@@ -24,8 +25,6 @@ OnDone = Callable[[dict[str, Any]], None]
 OnSubmit = Callable[[], None]
 TASKS_PER_THREAD = 2
 """Tasks in flight per worker thread (one running, one queued, so that no worker waits for the driver)."""
-SYNCHRONOUS_BATCH = 1
-"""Files per graph computed by the synchronous scheduler (1: files are written in plan order)."""
 
 
 def task_key(task: FileTask) -> str:
@@ -40,15 +39,10 @@ def run_synchronous(
     on_done: OnDone,
     on_submit: OnSubmit,
 ) -> None:
-    """Run the tasks in this process with Dask's synchronous scheduler, :data:`SYNCHRONOUS_BATCH` per graph."""
-    import dask
-    from dask.callbacks import Callback
-
-    class Finished(Callback):
-        def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-            if isinstance(key, str) and key.startswith("prepare-"):
-                on_done(result)
-
+    """Run the tasks in this process, one after the other in plan order (what Dask's synchronous scheduler
+    does with one task per graph; called directly, so that no Dask is needed). The storage options reach each
+    task by reference, as on a cluster.
+    """
     tokens = []
     refs: list[task_module.LocalOptions | None] = []
     for options in (image_options, out_options):
@@ -60,14 +54,9 @@ def run_synchronous(
         else:
             refs.append(None)
     try:
-        pending = iter(tasks)
-        while batch := [t for _, t in zip(range(SYNCHRONOUS_BATCH), pending, strict=False)]:
+        for item in tasks:
             on_submit()
-            delayed = [
-                dask.delayed(task_module.run_file, pure=False)(t, *refs, dask_key_name=task_key(t)) for t in batch
-            ]
-            with Finished():
-                dask.compute(*delayed, scheduler="synchronous")
+            on_done(task_module.run_file(item, *refs))
     finally:
         for token in tokens:
             task_module._LOCAL_OPTIONS.pop(token, None)

@@ -4,7 +4,9 @@ A config's manifest is cut, split by split, into row ranges of whole clients (ab
 :func:`inat_hf.manifest.layout.plan_shards`); range ``i`` of ``n`` becomes
 ``data/{config}/{split}-{i:05d}-of-{n:05d}.parquet``. A :class:`FileTask` carries everything a worker needs
 to write that file, and nothing secret: the manifest rows themselves (a compact Arrow table, dictionaries decoded,
-so that a task holds only its own rows), the URLs (refused if they carry a credential) and the settings.
+so that a task holds only its own rows), the ``client`` pseudonyms of its clients (computed once from the whole
+manifest: :func:`inat_hf.export.files.client_pseudonyms`), the URLs (refused if they carry a credential) and the
+settings.
 Storage options travel apart, by reference (:mod:`inat_hf.prepare.driver`).
 
 The prepare key (:func:`prepare_key`) hashes the manifest fingerprint with the settings that change a file's
@@ -19,16 +21,18 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
 from inat_hf import storage
 from inat_hf.config import INatFLConfig
+from inat_hf.export.files import client_pseudonyms, file_name
 from inat_hf.manifest import Manifest, layout, plan_shards
 from inat_hf.schema import SPLITS
 
-PREPARE_VERSION = 2
+PREPARE_VERSION = 3
 """Bumped when the bytes of a prepared file change for the same inputs (2: written in batches, the record in
-the file's key-value metadata only)."""
+the file's key-value metadata only; 3: a ``user`` client's pseudonym taken over all its rows, not per split)."""
 FILE_ROWS_WITH_IMAGES = 2_000
 """Default rows per file with image bytes: about 160 MB at iNat's 80 KB per image (1,344 train files)."""
 FILE_ROWS_WITHOUT_IMAGES = 250_000
@@ -86,6 +90,8 @@ class FileTask:
     settings : Settings
     rows : pyarrow.Table or None
         The manifest rows ``[start, stop)`` (None until :func:`with_rows`).
+    pseudonyms : tuple of (int, str)
+        The ``client`` pseudonym of each client of the file, from the whole manifest (empty for ``validation``).
     """
 
     config: INatFLConfig
@@ -98,6 +104,7 @@ class FileTask:
     fingerprint: str
     settings: Settings
     rows: pa.Table | None = None
+    pseudonyms: tuple[tuple[int, str], ...] = ()
 
     @property
     def rows_in(self) -> int:
@@ -156,13 +163,17 @@ def plan_files(manifest: Manifest, config: INatFLConfig, settings: Settings, *, 
     if settings.batch_rows < 1:
         raise ValueError(f"batch_rows={settings.batch_rows!r} is invalid; allowed: an integer >= 1")
     key = prepare_key(manifest.fingerprint, config, settings, file_rows)
+    names = client_pseudonyms(manifest.table, config)  # once, over each client's every row
+    client = manifest.table["client_id"].to_numpy()
     for split in SPLITS:
         ranges = plan_shards(manifest, split, target_rows=file_rows, min_shards=1, max_shards=99_999)
         for index, (start, stop) in enumerate(ranges):
-            relative = f"data/{config.name}/{split}-{index:05d}-of-{len(ranges):05d}.parquet"
+            ids = np.unique(client[start:stop]) if split != "validation" else np.empty(0, dtype=np.int64)
+            pseudonyms = tuple((c, names[c]) for c in ids.tolist())
             yield FileTask(
-                config, manifest.label_names, split, relative, start, stop, key, manifest.fingerprint, settings
-            )
+                config, manifest.label_names, split, file_name(config.name, split, index, len(ranges)), start, stop,
+                key, manifest.fingerprint, settings, pseudonyms=pseudonyms,
+            )  # fmt: skip
 
 
 def with_rows(task: FileTask, manifest: Manifest) -> FileTask:

@@ -7,7 +7,7 @@ where possible and, inside a client larger than ``batch_rows``, every ``batch_ro
 Each batch's images are fetched (the next groups already in flight: :func:`inat_hf.manifest.examples.iter_fetched`),
 vetted, and written as ONE Parquet row group (``pyarrow.parquet.ParquetWriter``) before the next batch is
 assembled. So a client's rows may span several row groups of its file; the statistics of each row group
-still let :func:`inat_hf.manifest.client_row_groups` (hence :func:`inat_hf.hub.export.read_client`) read
+still let :func:`inat_hf.manifest.client_row_groups` (hence :func:`inat_hf.export.files.read_client`) read
 only the groups that can hold a client, and every reader of a split (``ClientData``, the Flower partitioner)
 sees each client as one contiguous run of rows.
 
@@ -20,7 +20,8 @@ sees each client as one contiguous run of rows.
 (one batch as Python bytes and as its Arrow column, and the fetch groups in flight: 1,280 images at the
 defaults, ``batch_rows = 256``). ``BENCHMARKS.md`` measures it for 300, 3,000 and 30,000 rows in one client.
 Without images a file is written in client-aligned row groups of
-:data:`~inat_hf.manifest.layout.EXPORT_ROW_GROUP_ROWS` rows, as ``inat-fl export`` writes them.
+:data:`~inat_hf.manifest.layout.EXPORT_ROW_GROUP_ROWS` rows (:func:`inat_hf.export.files.export_row_groups`);
+``inat-fl export`` is this path.
 
 The record (:data:`RECORD_KEY`) is known only once every row is vetted, so it is added to the file's key-value
 metadata at the end (``ParquetWriter.add_key_value_metadata``), before the footer is written. The bytes
@@ -40,8 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from inat_hf import storage
-from inat_hf.hub.export import rows_table
-from inat_hf.manifest import layout
+from inat_hf.export.files import export_row_groups, rows_table
 from inat_hf.manifest.examples import BadImageError, iter_fetched, vet_image
 from inat_hf.prepare.plan import FileTask
 
@@ -133,9 +133,11 @@ def _image_schema(task: FileTask, rows: pa.Table) -> pa.Schema:
 
 
 def _table(task: FileTask, rows: pa.Table, image_column: pa.Array | None = None) -> pa.Table:
-    """The export's table of manifest ``rows`` (the ``client`` pseudonyms need whole clients: all the file's)."""
+    """The export's table of manifest ``rows``, each client named by the pseudonym the plan computed over the
+    whole manifest (one name per client, however its rows are cut into splits, files and batches).
+    """
     return rows_table(rows, task.config, task.label_names, task.split, include_user=task.settings.include_user,
-                      image_column=image_column)  # fmt: skip
+                      image_column=image_column, pseudonyms=dict(task.pseudonyms))  # fmt: skip
 
 
 def write_prepared(task: FileTask, sink: BinaryIO, images: storage.Location | None) -> dict[str, Any]:
@@ -160,9 +162,7 @@ def write_prepared(task: FileTask, sink: BinaryIO, images: storage.Location | No
     skipped: list[dict[str, Any]] = []
     if images is None:
         schema = plain.schema
-        batches: Iterator[pa.Table] = (
-            plain.slice(a, b - a) for a, b in layout.row_group_bounds(plain, layout.EXPORT_ROW_GROUP_ROWS)
-        )
+        batches: Iterator[pa.Table] = export_row_groups(plain)
     else:
         schema = _image_schema(task, rows)
         batches = _image_batches(task, rows, plain, images, schema, skipped)

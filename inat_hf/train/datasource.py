@@ -11,7 +11,7 @@ opened in the driver and again in every Flower simulation worker process (``scri
 - ``data_dir``: the builder (:class:`inaturalist_fl.INaturalistFL`) over the data folder, ``overrides``
   as config fields; ``images`` is the builder's ``images_dir`` when the images lie apart from the metadata.
 - ``export``: ``datasets.load_dataset(export, config)`` over an export folder (``inat-fl export``); its
-  images come from ``images`` (:func:`inat_hf.hub.export.attach_images`, as bytes, so that the input
+  images come from ``images`` (:func:`inat_hf.export.attach_images`, as bytes, so that the input
   pipeline decodes them in draft mode) or from the export itself when it was written with images.
 
 Storage options are the non-secret ``--option`` pairs; credentials come from the environment, which
@@ -111,7 +111,7 @@ class DataSource:
         else:
             dataset = datasets.load_dataset(self.export, self.config, split=name, cache_dir=self.cache_dir)
             if self.images is not None:
-                from inat_hf.hub.export import attach_images
+                from inat_hf.export import attach_images
 
                 dataset = attach_images(dataset, self.images, self.options, decode=False)
             elif "image" not in dataset.column_names:

@@ -109,7 +109,7 @@ def decode(item: Any, target: tuple[int, int] | None = None) -> Image.Image:
         if not path:
             raise ValueError(
                 "a row has no image (neither bytes nor a path): prepare with on_bad_image='skip' to leave such "
-                "rows out, or attach the images (inat_hf.hub.export.attach_images / --images)"
+                "rows out, or attach the images (inat_hf.export.attach_images / --images)"
             )
         return _rgb(datasets.Image().decode_example({"bytes": None, "path": path}))
     try:
