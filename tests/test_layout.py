@@ -29,6 +29,7 @@ LOOSE_MODULES = {
     "errors.py",
     "sample.py",
     "schema.py",
+    "source.py",
     "taxonomy.py",
 }
 
