@@ -156,8 +156,8 @@ class Source:
 
     def __repr__(self) -> str:
         """The constructor's arguments, the URLs redacted and the options by name only (never a value)."""
-        images = None if self.images_dir is None else self._shown(self.images_dir)
-        parts = [f"data_dir={self._shown(self.data_dir)!r}", f"images_dir={images!r}"]
+        images = None if self.images_dir is None else self.redact(self.images_dir)
+        parts = [f"data_dir={self.redact(self.data_dir)!r}", f"images_dir={images!r}"]
         for name in ("storage_options", "image_storage_options"):
             options = getattr(self, name)
             if options is not None:
@@ -166,6 +166,9 @@ class Source:
 
     __str__ = __repr__
 
-    def _shown(self, url: str) -> str:
+    def redact(self, text: str) -> str:
+        """Return ``text`` with this Source's secrets (both options' values, and any secret-looking pattern
+        such as a SAS signature) replaced: ``source.redact(source.images_url)`` is safe to show.
+        """
         options = {"data": self.storage_options or {}, "images": self.image_storage_options or {}}
-        return redact(url, secrets_of(options))
+        return redact(text, secrets_of(options))

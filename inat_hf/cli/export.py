@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     """Export the configs; print the files written."""
     from inat_hf.hub.export import export_dataset
 
-    where = common.location(args)
+    where = common.location(args).keywords()
     written = export_dataset(
         args.out,
         where.pop("data_dir"),

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from inat_hf.prepare import prepare
 
-    where = common.location(args)
+    where = common.location(args).keywords()
     prepare(
         args.out,
         where.pop("data_dir"),

@@ -49,9 +49,10 @@ from inat_hf.manifest import (
     locate,
     row_group_bounds,
 )
-from inat_hf.manifest.examples import check_image, image_location
+from inat_hf.manifest.examples import check_image
 from inat_hf.metadata import load_metadata
 from inat_hf.schema import SPLITS, features_for
+from inat_hf.source import Source
 from inat_hf.taxonomy import RANKS
 
 FILE_ROWS = 250_000
@@ -312,8 +313,8 @@ def export_dataset(
     config and split.
     """
     out = storage.resolve(out_url, out_storage_options)
-    source = storage.resolve(data_dir, storage_options)
-    images = image_location(source, images_dir, image_storage_options, storage_options) if with_images else None
+    where = Source(data_dir, storage_options, images_dir, image_storage_options)
+    source, images = where.metadata, (where.images if with_images else None)
     configs = [config_for(name, **(overrides or {})) for name in config_names]
     on_invalid = configs[0].on_invalid if configs else "error"  # the overrides are the same for every config
     pool = configs[0].train_split if configs else "train"  # (so is the train pool)

@@ -12,7 +12,6 @@ says what was done.
 
 from __future__ import annotations
 
-import posixpath
 import sys
 import time
 from collections import Counter
@@ -28,7 +27,6 @@ from inat_hf.errors import InatError
 from inat_hf.hub.card import card_config, card_from_exports
 from inat_hf.hub.export import data_files, with_split_sizes
 from inat_hf.manifest import Manifest, ManifestKey, check_configs, load_config_metadata, load_or_build, locate
-from inat_hf.metadata import is_file_url
 from inat_hf.prepare import engine
 from inat_hf.prepare.plan import (
     BATCH_ROWS,
@@ -41,6 +39,7 @@ from inat_hf.prepare.plan import (
     with_rows,
 )
 from inat_hf.prepare.report import Progress, format_report, in_plan_order, write_report
+from inat_hf.source import Source
 
 
 def _clean_stale(out: storage.Location, config_name: str, planned: set[str], log: TextIO | None) -> int:
@@ -187,7 +186,7 @@ def prepare(
         meter.update(result)
 
     try:
-        image_options = image_storage_options if image_storage_options is not None else storage_options
+        image_options = Source(data_dir, storage_options, images_dir, image_storage_options).image_options
         _run(scheduler, workers, tasks(manifests), (image_options, out_storage_options), on_done, on_submit, report)
     except BaseException as err:
         write_report(out, report, results, plans, began, first_submit, meter, error=err)
@@ -248,9 +247,9 @@ def _wanted_configs(
     """
     extra = {k: v for k, v in fields.items() if v is not None}
     wanted = [
-        config_for(c, **{**(overrides or {}), **extra}) if isinstance(c, str) else config_for(c.name, **{
-            **c.fingerprint_fields(), **extra}) for c in configs
-    ]  # fmt: skip
+        config_for(c, **{**(overrides or {}), **extra}) if isinstance(c, str) else config_for(c, **extra)
+        for c in configs
+    ]
     if not wanted or len({c.name for c in wanted}) != len(wanted):
         raise ValueError(f"prepare needs distinct configs, at least one (e.g. 'family_user'); got {list(configs)}")
     return wanted
@@ -266,9 +265,7 @@ def _with_images(configs: Sequence[INatFLConfig]) -> bool:
 
 def _images_url(data_dir: str, images_dir: str | None) -> str:
     """Where the images are read: ``images_dir``, else beside the metadata (as the builder's default)."""
-    data_url = public_url(data_dir, "data_dir")
-    default_images = posixpath.dirname(data_url.rstrip("/")) if is_file_url(data_url) else data_url
-    return public_url(images_dir or default_images, "images_dir")
+    return public_url(Source(public_url(data_dir, "data_dir"), images_dir=images_dir).images_url, "images_dir")
 
 
 def _named(err: BaseException, results: list[dict[str, Any]], plans: list[list[FileTask]], out: Any) -> BaseException:
