@@ -163,3 +163,38 @@ def test_config_for_refuses_what_is_not_a_config():
         config_for("plant")
     with pytest.raises(ValueError, match="a config is a name such as 'family_user' or an INatFLConfig"):
         config_for(3)  # type: ignore[arg-type]
+
+
+# --- the CLI: every command that reads data makes one Source ---------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["check", "metadata", "stats", "export", "prepare", "card"])
+def test_every_data_command_reads_its_location_as_a_source(command):
+    from inat_hf.cli import build_parser, common
+
+    own = {"check": ["DIR"], "metadata": ["DIR"], "stats": ["family_user", "--out", "o"], "export": ["out"],
+           "prepare": ["out"], "card": []}[command]  # fmt: skip
+    flags = ["-o", "account_name=a", "--images-dir", "az://images", "--image-option", "account_name=b"]
+    data = [] if own[:1] == ["DIR"] else ["--data-dir", "DIR"]
+    args = build_parser().parse_args([command, *own, *data, *flags])
+    positional = {"check": "data_dir_arg", "metadata": "url"}.get(command)
+    source = common.location(args, positional=positional)
+    assert source == Source("DIR", {"account_name": "a"}, "az://images", {"account_name": "b"})
+    plain = common.location(build_parser().parse_args([command, *own, *data]), positional=positional)
+    assert plain == Source("DIR") and plain.image_options is None
+
+
+def test_training_data_holds_the_builders_data_as_a_source(tmp_path):
+    from inat_hf.train.data import DataSource, TrainingData
+
+    data = TrainingData.of(data_dir=str(tmp_path), images="az://images", storage_options={"account_name": "a"},
+                           overrides={"min_client_size": 2})  # fmt: skip
+    assert data.source == Source(tmp_path, {"account_name": "a"}, images_dir="az://images")
+    assert data.data_dir == str(tmp_path) and data.images is None and data.storage_options == ()
+    copy = pickle.loads(pickle.dumps(data))
+    assert copy == data and hash(copy) == hash(data)  # Flower workers open the same data (an lru_cache key)
+    exported = TrainingData.of(export="out", images="az://images", storage_options={"account_name": "a"})
+    assert exported.source is None and exported.options == {"account_name": "a"} and exported.data_dir is None
+    with pytest.raises(ValueError, match="are its Source's"):
+        TrainingData(source=data.source, images="az://other")
+    assert DataSource is TrainingData  # the former name
