@@ -30,6 +30,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "inat_hf.demo": ("inat_hf.cli.demo",),
     "inat_hf.train.flower_apps": ("inat_hf.train.flower.apps",),
     "inat_hf.train.flower_server": ("inat_hf.train.flower.server",),
+    "inat_hf.train.datasource": ("inat_hf.train.data",),
     "inat_hf.replica.names": ("inat_hf.replica.user_names",),
     "inat_hf.replica.naming": ("inat_hf.replica.taxon_names",),
     "inat_hf.hub.export": ("inat_hf.export.files", "inat_hf.export.images", "inat_hf.hub.folder"),

@@ -15,10 +15,12 @@ or of the processed CSV plus images, or of one metadata file; ``storage_options`
 and never into a config, a cache path or a message. ``images_dir`` (builder argument, any fsspec URL) is
 where the images are when they live apart from the metadata, with its own ``image_storage_options``
 (default: ``storage_options``); like ``storage_options`` it is not a config field and changes no
-manifest, fingerprint or cache path. Splits: ``train`` (grouped by client), ``test`` (the per-client
-holdout, when ``test_fraction`` or ``holdout_client_fraction`` is set), ``validation`` (the official val
-set, central, ``client_id = -1``). ``gen_kwargs`` carry lists of shards, each a run of whole clients, so
-``num_proc`` workers and streaming shards never split a client. Example keys are ``"{client_id}/{image_id}"``.
+manifest, fingerprint or cache path. The four make the builder's :class:`inat_hf.source.Source`
+(``builder.source``); ``source=Source(...)`` gives one directly. Splits: ``train`` (grouped by client),
+``test`` (the per-client holdout, when ``test_fraction`` or ``holdout_client_fraction`` is set),
+``validation`` (the official val set, central, ``client_id = -1``). ``gen_kwargs`` carry lists of shards,
+each a run of whole clients, so ``num_proc`` workers and streaming shards never split a client. Example keys
+are ``"{client_id}/{image_id}"``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -39,8 +41,9 @@ from fsspec.implementations.local import LocalFileSystem
 from inat_hf import about, storage
 from inat_hf.config import DEFAULT_CONFIG_NAME, INatFLConfig, config_for, presets, validate
 from inat_hf.manifest import Manifest, ManifestKey, load_or_build, locate, plan_shards, read_rows
-from inat_hf.manifest.examples import image_location, iter_examples
+from inat_hf.manifest.examples import iter_examples
 from inat_hf.schema import SPLITS, features_for
+from inat_hf.source import Source
 
 logger = logging.getLogger("inat_hf.builder")
 
@@ -96,16 +99,30 @@ class INatFLBuilder(datasets.GeneratorBasedBuilder):
         self,
         *args: Any,
         cache_dir: str | None = None,
+        source: Source | None = None,
         images_dir: str | None = None,
-        image_storage_options: dict[str, Any] | None = None,
+        image_storage_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        """``source`` (a :class:`~inat_hf.source.Source`) stands for ``data_dir``, ``storage_options``,
+        ``images_dir`` and ``image_storage_options``, which may then not be given too; the other arguments
+        are ``datasets``' (``config_name``, ``cache_dir``, ...) and config fields by keyword.
+        """
         self._manifest_cache_dir = cache_dir  # the one manifest cache: inat_hf.manifest.cache_root(cache_dir)
-        self._source: storage.Location | None = None
+        self._source: Source | None = None
         self._manifest_key: ManifestKey | None = None
+        if source is not None:
+            given = {**kwargs, "images_dir": images_dir, "image_storage_options": image_storage_options}
+            both = [name for name in Source.__dataclass_fields__ if given.get(name) is not None]
+            if both:
+                raise ValueError(f"give source=Source(...) or {both}, not both: the Source holds them")
+            kwargs.update(data_dir=source.data_dir, storage_options=dict(source.storage_options or {}))
+            images_dir, image_storage_options = source.images_dir, source.image_storage_options
+        self._given_source = source  # kept (with what it has resolved) if the config's data_dir is its own
+        # The data's options as given: datasets adds its own ("hf") to the dict it keeps as self.storage_options.
+        self._data_options = dict(kwargs.get("storage_options") or {})
         self._images_dir = None if images_dir is None else os.fspath(images_dir)
         self._image_storage_options = image_storage_options
-        self._image_source: storage.Location | None = None
         super().__init__(*args, cache_dir=cache_dir, **kwargs)
 
     def _create_builder_config(
@@ -145,8 +162,9 @@ class INatFLBuilder(datasets.GeneratorBasedBuilder):
         config, config_id = super()._create_builder_config(config_name, custom_features, **passed, **config_kwargs)
         validate(config)
         if config.data_dir:  # resolved once, here; the manifest's key (and fingerprint) computed once, here
-            self._source = storage.resolve(str(config.data_dir), self.storage_options or None)
-            self._manifest_key = locate(self._source, config, self._manifest_cache_dir)
+            where = Source(str(config.data_dir), self._data_options, self._images_dir, self._image_storage_options)
+            self._source = where = self._given_source if where == self._given_source else where
+            self._manifest_key = locate(where.metadata, config, self._manifest_cache_dir)
             digest = hashlib.sha256(f"{config_id}|{self._manifest_key.fingerprint}".encode()).hexdigest()[:16]
             config_id = f"{config.name}-{digest}"
         return config, config_id
@@ -158,22 +176,18 @@ class INatFLBuilder(datasets.GeneratorBasedBuilder):
         return state
 
     @property
-    def source(self) -> storage.Location:
-        """The data folder (``data_dir`` with the builder's ``storage_options``), resolved once."""
+    def source(self) -> Source:
+        """Where the data is: the metadata (``source.metadata``, resolved once, with the config) and the
+        images (``source.images``, resolved on first use), each with its storage options.
+        """
         if self._source is None:
             raise ValueError(_NO_DATA_DIR)
         return self._source
 
     @property
     def image_source(self) -> storage.Location:
-        """The images folder (``images_dir`` with ``image_storage_options``; default: ``data_dir``, or the folder
-        holding it when ``data_dir`` names one metadata file), resolved once, on first use.
-        """
-        if self._image_source is None:
-            self._image_source = image_location(
-                self.source, self._images_dir, self._image_storage_options, self.storage_options or None
-            )
-        return self._image_source
+        """The images folder, ``builder.source.images`` (:attr:`inat_hf.source.Source.images_url`)."""
+        return self.source.images
 
     @property
     def manifest_key(self) -> ManifestKey:
@@ -194,7 +208,7 @@ class INatFLBuilder(datasets.GeneratorBasedBuilder):
     @functools.cached_property
     def manifest(self) -> Manifest:
         """The config's manifest (built once, then read from the cache)."""
-        return load_or_build(self.manifest_key, self.source)
+        return load_or_build(self.manifest_key, self.source.metadata)
 
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         manifest_file = str(self.manifest_key.parquet_file)

@@ -227,24 +227,44 @@ def presets() -> list[INatFLConfig]:
     return configs
 
 
-def config_for(name: str = DEFAULT_CONFIG_NAME, **overrides: Any) -> INatFLConfig:
-    """A preset by name with fields overridden; a ``{rank}_{scheme}`` name that is not a preset also works.
+def config_for(name_or_config: str | INatFLConfig = DEFAULT_CONFIG_NAME, **overrides: Any) -> INatFLConfig:
+    """A config by name, or a given config, with fields overridden: the one way to make a config.
+
+    A ``{rank}_{scheme}`` name that is not a preset also works (``species_geo300``). A config keeps its
+    name and description unless ``rank`` or ``scheme`` is overridden (the name is then ``{rank}_{scheme}``);
+    the config passed is not changed. Either way the result is validated as on creation.
 
     Raises
     ------
     ValueError
         Unknown name, unknown field, or a field out of range.
     """
+    if isinstance(name_or_config, INatFLConfig):
+        _check_fields(overrides)
+        given = name_or_config
+        fields = {**given.fingerprint_fields(), **overrides}
+        if (fields["rank"], fields["scheme"]) != (given.rank, given.scheme):  # another config: its own name
+            return INatFLConfig(name=f"{fields['rank']}_{fields['scheme']}", **fields)
+        return INatFLConfig(name=given.name, **{"description": given.description, **fields})
+    if not isinstance(name_or_config, str):
+        raise ValueError(
+            f"a config is a name such as {DEFAULT_CONFIG_NAME!r} or an INatFLConfig, not {name_or_config!r}"
+        )
+    name = name_or_config
     rank, sep, scheme = name.partition("_")
     if not sep or rank not in RANKS:
         raise ValueError(
             f"unknown config name {name!r}; names are {{rank}}_{{scheme}} with rank in {', '.join(RANKS)} "
             f"and scheme in {', '.join(PRESET_SCHEMES)} (or geo<N>), e.g. {DEFAULT_CONFIG_NAME!r}"
         )
-    unknown = sorted(set(overrides) - _OWN_FIELDS - {"description"})
-    if unknown:
-        raise ValueError(f"unknown config field(s) {unknown}; fields are {', '.join(sorted(_OWN_FIELDS))}")
+    _check_fields(overrides)
     fields = {"rank": rank, "scheme": scheme, **overrides}
     if fields["rank"] != rank or fields["scheme"] != scheme:
         name = f"{fields['rank']}_{fields['scheme']}"
     return INatFLConfig(name=name, **fields)
+
+
+def _check_fields(overrides: dict[str, Any]) -> None:
+    unknown = sorted(set(overrides) - _OWN_FIELDS - {"description"})
+    if unknown:
+        raise ValueError(f"unknown config field(s) {unknown}; fields are {', '.join(sorted(_OWN_FIELDS))}")

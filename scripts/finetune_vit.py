@@ -16,7 +16,7 @@ r"""Fine-tune a ViT on iNat-FL, centrally or federated (FedAvg / FedAvgM), or me
     # images/s of the input pipeline against the training step, tiny and ViT-B/16-sized random ViTs
     python scripts/finetune_vit.py --data-dir out/small --bench-pipeline --out out/bench
 
-Data (:class:`inat_hf.train.datasource.DataSource`, shared with ``scripts/flower_sim.py``): ``--data-dir``
+Data (:class:`inat_hf.train.data.TrainingData`, shared with ``scripts/flower_sim.py``): ``--data-dir``
 prepares the config with the builder (``--cache-dir``, ``--num-proc``; ``--images-dir`` when the images lie
 apart from the metadata); ``--export`` loads an export with ``datasets.load_dataset(DIR, config)`` and adds
 the images from ``--images-dir`` (alias ``--images``) with ``inat_hf.export.attach_images``, or uses
@@ -50,7 +50,7 @@ from inat_hf.train.fedavg import (
     FedAvgSettings,
     run_fedavg,
 )
-from inat_hf.train.options import add_data_arguments, add_model_arguments, add_optimisation_arguments, data_source
+from inat_hf.train.options import add_data_arguments, add_model_arguments, add_optimisation_arguments, training_data
 from inat_hf.train.report import round_reporter, save_metrics
 from inat_hf.train.training import (
     VIT_SIZES,
@@ -103,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_splits(args: argparse.Namespace) -> tuple[datasets.Dataset, datasets.Dataset]:
     """The train split (rows grouped by client) and the central validation split, with their images."""
-    source = data_source(args)
-    return source.split("train"), source.split("validation")
+    data = training_data(args)
+    return data.split("train"), data.split("validation")
 
 
 # --- the input pipeline against the model -----------------------------------------------------------------

@@ -43,7 +43,7 @@ from inat_hf.train.options import (  # the same data, model and optimisation opt
     add_data_arguments,
     add_model_arguments,
     add_optimisation_arguments,
-    data_source,
+    training_data,
 )
 from inat_hf.train.report import round_reporter
 from inat_hf.train.training import LocalSettings, pick_device, seed_everything
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     seed_everything(args.seed)
-    source = data_source(args)
+    data = training_data(args)
     size = "tiny" if args.tiny else args.size
     spec = ModelSpec(checkpoint=None if size else args.model, size=size or "tiny", new_head=args.new_head)
     local = LocalSettings(
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         run_flower_simulation(
-            source,
+            data,
             spec,
             settings,
             num_nodes=args.num_supernodes,

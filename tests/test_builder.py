@@ -93,8 +93,9 @@ def test_keys_are_stable_unique_and_name_client_and_image(prepared, rows):
         shards = plan_shards(builder.manifest, split)
         if not shards:  # no rows in this split
             continue
-        keys = [key for key, _ in iter_examples(read_rows(builder.manifest_key.parquet_file, shards), builder.source)]
-        again = [key for key, _ in iter_examples(read_rows(builder.manifest_key.parquet_file, shards), builder.source)]
+        images = builder.source.images
+        keys = [key for key, _ in iter_examples(read_rows(builder.manifest_key.parquet_file, shards), images)]
+        again = [key for key, _ in iter_examples(read_rows(builder.manifest_key.parquet_file, shards), images)]
         assert keys == again and len(set(keys)) == len(keys)
         assert keys == [example_key(row) for row in rows[split]]
 

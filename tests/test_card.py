@@ -32,6 +32,7 @@ from inat_hf.hub.card import (
 from inat_hf.manifest import load_or_build_manifest
 from inat_hf.metadata import load_metadata
 from inat_hf.schema import SPLITS
+from inat_hf.source import Source
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("class_geo1k", "family_user")  # the default second: the card lists it first anyway
@@ -249,6 +250,15 @@ def test_card_of_an_export_writes_its_figure_through_fsspec(small_metadata, refe
 def test_figure_outside_the_card_folder_is_refused(small_metadata, tmp_path):
     with pytest.raises(ValueError, match="must lie inside the card's folder"):
         card_from_data(small_metadata.url, ["family_user"], out_dir=tmp_path / "card", assets_dir=tmp_path / "x")
+
+
+def test_card_from_a_source_is_the_card_from_its_url(small_metadata, rendered, tmp_path):
+    text, folder = rendered
+    source = Source(small_metadata.url)
+    again = card_from_data(source, list(CONFIGS), out_dir=tmp_path, cache_dir=folder / "cache", replica_note=NOTE)
+    assert again == text
+    with pytest.raises(ValueError, match="a Source or its arguments, not both"):
+        card_from_data(source, ["family_user"], out_dir=tmp_path, storage_options={"anon": True})
 
 
 def test_card_says_what_the_pseudonym_protects(rendered):

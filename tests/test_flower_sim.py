@@ -24,7 +24,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from test_finetune import FAMILIES, MAX_SIDE, REPO_ROOT, ROUND_KEYS  # the same replica sizes and metrics rows
 
 from inat_hf import ClientData
-from inat_hf.train.datasource import DataSource
+from inat_hf.train.data import TrainingData
 from inat_hf.train.fedavg import FedAvgSettings, fedavg, run_fedavg, server_update
 from inat_hf.train.flower.apps import ModelSpec, train_config, train_partition
 from inat_hf.train.flower.server import ClientFailedError, make_strategy, run_flower_simulation
@@ -50,9 +50,9 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="module")
-def source(small_replica, tmp_path_factory) -> DataSource:
+def training(small_replica, tmp_path_factory) -> TrainingData:
     cache = str(tmp_path_factory.mktemp("flower-sim-cache"))
-    prepared = DataSource.of(data_dir=small_replica.url, overrides={"max_image_side": MAX_SIDE}, cache_dir=cache)
+    prepared = TrainingData.of(data_dir=small_replica.url, overrides={"max_image_side": MAX_SIDE}, cache_dir=cache)
     prepared.prepare(num_proc=2)
     return prepared
 
@@ -88,17 +88,17 @@ def _weights(labels: list[str]) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_flower_simulation_through_ray_is_our_fedavg(script, source, small_replica, tmp_path):
+def test_flower_simulation_through_ray_is_our_fedavg(script, training, small_replica, tmp_path):
     options = "--tiny --num-supernodes 4 --clients-per-round 4 --rounds 2 --max-local-steps 3 --batch-size 4 "
     options += "--lr 3e-3 --val-limit 60 --seed 1 --threads 1 --ray-cpus 2 --client-cpus 1"
-    data = ["--data-dir", small_replica.url, "--cache-dir", source.cache_dir, "--set", f"max_image_side={MAX_SIDE}"]
+    data = ["--data-dir", small_replica.url, "--cache-dir", training.cache_dir, "--set", f"max_image_side={MAX_SIDE}"]
     args = [*data, *options.split(" "), "--out", str(tmp_path)]
     assert script.main(args) == 0
     report = json.loads((tmp_path / "metrics.json").read_text())
     assert report["mode"] == "flower FedAvg" and report["num_supernodes"] == 4
     rows = report["rows"]
     assert [row["round"] for row in rows] == [0, 1, 2] and [list(row) for row in rows] == [ROUND_KEYS] * 3
-    train = source.split("train")
+    train = training.split("train")
     clients = ClientData(train)
     sizes = [int(clients.sizes[list(clients.client_ids).index(c)]) for c in range(4)]
     for row in rows[1:]:
@@ -114,7 +114,7 @@ def test_flower_simulation_through_ray_is_our_fedavg(script, source, small_repli
     # the same clients, seeds and settings through our own FedAvg give the same numbers
     transform = make_transform(make_processor(size="tiny"))
     first_four = ClientData(with_pipeline(train.select(range(sum(sizes))), transform))
-    validation = limit(with_pipeline(source.split("validation"), transform), 60, 1)
+    validation = limit(with_pipeline(training.split("validation"), transform), 60, 1)
     seed_everything(1)
     model = make_model(label_names(train), size="tiny")
     local = LocalSettings(batch_size=4, lr=3e-3, max_steps=3)
@@ -127,18 +127,18 @@ def test_flower_simulation_through_ray_is_our_fedavg(script, source, small_repli
             assert flower_row["train_loss"] == pytest.approx(our_row["train_loss"], rel=1e-4)
 
 
-def test_a_partition_trains_on_its_own_client(source):
-    train = source.split("train")
+def test_a_partition_trains_on_its_own_client(training):
+    train = training.split("train")
     labels = label_names(train)
-    state, metrics = train_partition(7, _config(), _weights(labels), source, ModelSpec())
+    state, metrics = train_partition(7, _config(), _weights(labels), training, ModelSpec())
     clients = ClientData(train)
     size = int(clients.sizes[list(clients.client_ids).index(7)])
     assert metrics["client-id"] == 7 and metrics["num-examples"] == size
     assert metrics["steps"] == min(2, math.ceil(size / 4)) and metrics["loss-examples"] == min(size, 8)
     assert set(state) == set(_weights(labels)) and all(v.device.type == "cpu" for v in state.values())
-    again, _ = train_partition(7, _config(), _weights(labels), source, ModelSpec())
+    again, _ = train_partition(7, _config(), _weights(labels), training, ModelSpec())
     assert all(torch.equal(state[k], again[k]) for k in state)  # seeded by (seed, round, client)
-    other, _ = train_partition(7, _config(round_number=2), _weights(labels), source, ModelSpec())
+    other, _ = train_partition(7, _config(round_number=2), _weights(labels), training, ModelSpec())
     assert not all(torch.equal(state[k], other[k]) for k in state)
 
 
@@ -186,27 +186,27 @@ def test_a_failing_client_stops_the_run_with_its_message(flower_run):
 # --- bad input --------------------------------------------------------------------------------------------
 
 
-def test_unknown_partition_and_too_many_nodes(source):
-    labels = label_names(source.split("train"))
-    count = ClientData(source.split("train")).num_clients
+def test_unknown_partition_and_too_many_nodes(training):
+    labels = label_names(training.split("train"))
+    count = ClientData(training.split("train")).num_clients
     with pytest.raises(ValueError, match=rf"partition_id {count} is out of range: {count} partitions.*num_supernodes"):
-        train_partition(count, _config(), _weights(labels), source, ModelSpec())
+        train_partition(count, _config(), _weights(labels), training, ModelSpec())
     with pytest.raises(ValueError, match=rf"num_nodes={count + 1}: the train split of family_user has {count} clients"):
-        run_flower_simulation(source, ModelSpec(), FedAvgSettings(clients_per_round=2), num_nodes=count + 1)
+        run_flower_simulation(training, ModelSpec(), FedAvgSettings(clients_per_round=2), num_nodes=count + 1)
     with pytest.raises(ValueError, match=r"clients_per_round=5, but the simulation has 4 nodes"):
-        run_flower_simulation(source, ModelSpec(), FedAvgSettings(clients_per_round=5), num_nodes=4)
+        run_flower_simulation(training, ModelSpec(), FedAvgSettings(clients_per_round=5), num_nodes=4)
 
 
-def test_a_client_with_no_rows(source):
+def test_a_client_with_no_rows(training):
     model = make_model(["a", "b"], size="tiny")
-    empty = with_pipeline(source.split("train").select([]), make_transform(make_processor(size="tiny")))
+    empty = with_pipeline(training.split("train").select([]), make_transform(make_processor(size="tiny")))
     with pytest.raises(ValueError, match=r"no rows: a client needs at least one example .*min_client_size"):
         train_local(model, empty, LocalSettings())
 
 
-def test_weights_of_another_label_count(source):
+def test_weights_of_another_label_count(training):
     with pytest.raises(ValueError, match=rf"classify 5 labels, but this model .* has {FAMILIES}: .*same config"):
-        train_partition(0, _config(), _weights(["a", "b", "c", "d", "e"]), source, ModelSpec())
+        train_partition(0, _config(), _weights(["a", "b", "c", "d", "e"]), training, ModelSpec())
 
 
 def test_a_checkpoint_with_other_labels(tmp_path):
@@ -228,7 +228,7 @@ def test_an_export_with_a_missing_image(tiny_replica, tmp_path):
     export_dataset(str(tmp_path / "export"), tiny_replica.url, ["family_user"], cache_dir=str(tmp_path / "cache"))
     images = tmp_path / "images"
     shutil.copytree(tiny_replica.url, images)
-    exported = DataSource(export=str(tmp_path / "export"), images=str(images), cache_dir=str(tmp_path / "hf"))
+    exported = TrainingData(export=str(tmp_path / "export"), images=str(images), cache_dir=str(tmp_path / "hf"))
     train = exported.split("train")
     labels = label_names(train)
     _, metrics = train_partition(0, _config(), _weights(labels), exported, ModelSpec())
@@ -237,7 +237,7 @@ def test_an_export_with_a_missing_image(tiny_replica, tmp_path):
     (images / missing).unlink()
     with pytest.raises(OSError, match=rf"{missing}: not found.*copy the missing image there.*--images-dir"):
         train_partition(1, _config(max_steps=None), _weights(labels), exported, ModelSpec())  # every row
-    manifest_only = DataSource(export=str(tmp_path / "export"), cache_dir=str(tmp_path / "hf"))
+    manifest_only = TrainingData(export=str(tmp_path / "export"), cache_dir=str(tmp_path / "hf"))
     with pytest.raises(ValueError, match=r"has no images \(a manifest-only export\): pass images=URL"):
         manifest_only.split("train")
     assert isinstance(train, datasets.Dataset)
@@ -248,7 +248,7 @@ def test_an_export_written_with_images_needs_no_images_dir(tiny_replica, tmp_pat
 
     out = tmp_path / "export"
     export_dataset(str(out), tiny_replica.url, ["family_user"], cache_dir=str(tmp_path / "cache"), with_images=True)
-    exported = DataSource(export=str(out), cache_dir=str(tmp_path / "hf"))
+    exported = TrainingData(export=str(out), cache_dir=str(tmp_path / "hf"))
     train = exported.split("train")
     assert train.features["image"] == datasets.Image()
     _, metrics = train_partition(2, _config(max_steps=None), _weights(label_names(train)), exported, ModelSpec())

@@ -13,10 +13,12 @@ from test_secrets import FAKE_KEY, Scanner, bad_connection_string
 from inat_hf import StorageAuthError
 from inat_hf.cli import main
 from inat_hf.export import read_client
-from inat_hf.federated.stream import stream_client
+from inat_hf.federated.stream import ClientStream, stream_client
 from inat_hf.hub.folder import export_dataset
 from inat_hf.manifest.examples import BadImageError
+from inat_hf.realcopy.check import check_data
 from inat_hf.replica import write_sample
+from inat_hf.source import Source
 from inaturalist_fl import INaturalistFL
 
 CONFIG = {"min_client_size": 1}
@@ -52,7 +54,7 @@ def test_builder_reads_images_from_images_dir(apart, together, tmp_path):
     builder = INaturalistFL(config_name="family_user", data_dir=meta, images_dir=images, cache_dir=str(tmp_path),
                             **CONFIG)  # fmt: skip
     assert builder.manifest_key.fingerprint == together.manifest_key.fingerprint  # images_dir: not in it
-    assert builder.image_source.root == images and builder.source.root == meta
+    assert builder.image_source.root == images and builder.source.metadata.root == meta
     builder.download_and_prepare(num_proc=2)
     for split in ("train", "validation"):
         assert _rows(builder, split) == _rows(together, split)
@@ -98,6 +100,26 @@ def test_stream_client_and_export_with_images_dir(apart, together, tmp_path):
             "--set", "min_client_size=1", "--cache-dir", str(tmp_path)]  # fmt: skip
     assert main(argv) == 0
     assert read_client(str(cli_out), "family_user", first)[0].equals(rows)
+
+
+def test_a_source_stands_for_data_dir_images_dir_and_their_options(apart, together, tmp_path):
+    meta, images = apart
+    source = Source(meta, images_dir=images)
+    builder = INaturalistFL(config_name="family_user", source=source, cache_dir=str(tmp_path), **CONFIG)
+    by_keywords = INaturalistFL(config_name="family_user", data_dir=meta, images_dir=images, cache_dir=str(tmp_path),
+                                **CONFIG)  # fmt: skip
+    assert builder.source is source and by_keywords.source == source
+    assert builder.config_id == by_keywords.config_id and builder.image_source.root == images
+    first = _rows(together, "train")[0]["client_id"]
+    expected = [row for row in _rows(together, "train") if row["client_id"] == first]
+    stream = ClientStream(source, "family_user", cache_dir=str(tmp_path), **CONFIG)
+    assert stream.source is source and list(stream.examples(first, decode=False)) == expected
+    report = check_data(source, sample=5)
+    assert report.ok and report.images_dir == images and report.images["decoded"] == 5
+    with pytest.raises(ValueError, match=r"give source=Source\(...\) or \['images_dir'\], not both"):
+        INaturalistFL(config_name="family_user", source=source, images_dir=images)
+    with pytest.raises(ValueError, match=r"a Source or its arguments, not both"):
+        stream_client(source, "family_user", first, images_dir=images, cache_dir=str(tmp_path))
 
 
 # --- images on Azure (Azurite), metadata on local disk ----------------------------------------------------

@@ -29,6 +29,7 @@ LOOSE_MODULES = {
     "errors.py",
     "sample.py",
     "schema.py",
+    "source.py",
     "taxonomy.py",
 }
 
@@ -133,6 +134,7 @@ def test_docstrings_pin_no_dependency_versions():
         ("inat_hf.demo", "inat_hf.cli.demo", "run_demo"),
         ("inat_hf.train.flower_apps", "inat_hf.train.flower.apps", "ModelSpec"),
         ("inat_hf.train.flower_server", "inat_hf.train.flower.server", "run_flower_simulation"),
+        ("inat_hf.train.datasource", "inat_hf.train.data", "DataSource"),
         ("inat_hf.replica.names", "inat_hf.replica.user_names", "rights_holders"),
         ("inat_hf.replica.naming", "inat_hf.replica.taxon_names", None),
     ],

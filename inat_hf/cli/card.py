@@ -36,13 +36,12 @@ def run(args: argparse.Namespace) -> int:
     configs = [config_for(name, **overrides) for name in args.config or CARD_CONFIGS]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    where = common.location(args)
+    source = common.location(args)
     start = time.perf_counter()
     text = card_from_data(
-        where["data_dir"],
+        source,
         configs,
         out_dir=out.parent,
-        storage_options=where["storage_options"],
         cache_dir=args.cache_dir,
         replica_note=args.replica_note,
         assets_dir=args.assets,

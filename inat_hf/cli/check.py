@@ -32,7 +32,6 @@ def run(args: argparse.Namespace) -> int:
 
     from inat_hf.realcopy.check import check_data
 
-    where = common.location(args, positional="data_dir_arg")
-    report = check_data(where.pop("data_dir"), sample=args.sample, **where)
+    report = check_data(common.location(args, positional="data_dir_arg"), sample=args.sample)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
     return 0 if report.ok else 1

@@ -2,8 +2,9 @@
 
 :func:`data_location` is the one parent of the data-location flags (``--data-dir``, ``-o KEY=VALUE``,
 ``--images-dir``, ``--image-option KEY=VALUE``), given to every command that reads data, and
-:func:`location` reads them back; :func:`config_overrides` (``--set FIELD=VALUE``, parsed by
-:func:`parse_overrides`) and :func:`cache` (``--cache-dir``) are the other shared flags.
+:func:`location` reads them back as one :class:`~inat_hf.source.Source`; :func:`config_overrides`
+(``--set FIELD=VALUE``, parsed by :func:`parse_overrides`) and :func:`cache` (``--cache-dir``) are the other
+shared flags.
 
 Secrets never go on the command line: for Azure, set ``AZURE_STORAGE_CONNECTION_STRING`` (or
 ``AZURE_STORAGE_ACCOUNT_NAME`` with ``AZURE_STORAGE_SAS_TOKEN`` / ``AZURE_STORAGE_ACCOUNT_KEY``), which
@@ -14,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from inat_hf.source import Source
 
 CACHE_HELP = (
     "cache folder, as the builder's cache_dir: manifests go to CACHE_DIR/inaturalist_fl (default: $INAT_FL_CACHE, "
@@ -78,12 +82,14 @@ def data_location(*, required: bool = True) -> argparse.ArgumentParser:
     return parent
 
 
-def location(args: argparse.Namespace, positional: str | None = None) -> dict[str, Any]:
-    """``data_dir``, ``storage_options``, ``images_dir`` and ``image_storage_options`` from the flags of
-    :func:`data_location`; ``positional`` names the command's own argument for the data folder, if any.
+def location(args: argparse.Namespace, positional: str | None = None) -> Source:
+    """Where the data is (:class:`~inat_hf.source.Source`), from the flags of :func:`data_location`;
+    ``positional`` names the command's own argument for the data folder, if any.
 
-    ``image_storage_options`` is None unless ``--image-option`` is given (the data's options then apply).
+    The images' options are the data's unless ``--image-option`` is given.
     """
+    from inat_hf.source import Source  # on use: inat-fl --help stays quick
+
     data_dir = args.data_dir
     if positional is not None:
         given = getattr(args, positional)
@@ -92,12 +98,12 @@ def location(args: argparse.Namespace, positional: str | None = None) -> dict[st
         data_dir = given if given is not None else data_dir
         if data_dir is None:
             raise SystemExit(f"inat-fl {args.command}: the data folder is missing (an argument or --data-dir)")
-    return {
-        "data_dir": data_dir,
-        "storage_options": parse_storage_options(args.option),
-        "images_dir": args.images_dir,
-        "image_storage_options": parse_storage_options(args.image_option) if args.image_option else None,
-    }
+    return Source(
+        data_dir,
+        parse_storage_options(args.option),
+        args.images_dir,
+        parse_storage_options(args.image_option) if args.image_option else None,
+    )
 
 
 def config_overrides() -> argparse.ArgumentParser:

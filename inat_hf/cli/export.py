@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     """Export the configs; print the files written."""
     from inat_hf.hub.folder import export_dataset
 
-    where = common.location(args)
+    where = common.location(args).keywords()
     written = export_dataset(
         args.out,
         where.pop("data_dir"),

@@ -29,11 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from inat_hf.analysis.summary import format_summary
     from inat_hf.metadata import load_metadata
 
-    where = common.location(args, positional="url")
+    source = common.location(args, positional="url")
     start = time.perf_counter()
-    table = load_metadata(
-        where["data_dir"], where["storage_options"], splits=args.split or None, on_invalid=args.on_invalid
-    )
+    table = load_metadata(source.metadata, splits=args.split or None, on_invalid=args.on_invalid)
     print(format_summary(table))
     print(f"\nloaded {table.num_rows:,} rows in {time.perf_counter() - start:.1f} s")
     return 0

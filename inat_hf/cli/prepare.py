@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from inat_hf.hub.folder import write_card
     from inat_hf.prepare import prepare
 
-    where = common.location(args)
+    where = common.location(args).keywords()
     data_dir = where.pop("data_dir")
     out_options = common.parse_storage_options(args.out_option)
     report = prepare(

@@ -34,8 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from inat_hf.metadata.users import user_table, write_user_table
 
     config = config_for(args.config, **common.parse_overrides(args.set))
-    where = common.location(args)
-    source = storage.resolve(where["data_dir"], where["storage_options"])
+    source = common.location(args).metadata
     out = Path(args.out)
     start = time.perf_counter()
     images = load_config_metadata(source, config)  # once: the per-user table, and the manifest

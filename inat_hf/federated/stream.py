@@ -20,8 +20,9 @@ from inat_hf import storage
 from inat_hf.config import DEFAULT_CONFIG_NAME, INatFLConfig, config_for
 from inat_hf.federated.clients import _check_client_id, _describe
 from inat_hf.manifest import load_or_build, locate, read_client_rows
-from inat_hf.manifest.examples import SkipHook, image_location, iter_examples
+from inat_hf.manifest.examples import SkipHook, iter_examples
 from inat_hf.schema import features_for
+from inat_hf.source import Source
 
 
 class ClientStream:
@@ -34,8 +35,9 @@ class ClientStream:
 
     Parameters
     ----------
-    data_dir : str
-        The data folder URL (as for the builder).
+    data_dir : Source or str
+        Where the data is: a :class:`~inat_hf.source.Source`, or the data folder URL (as for the builder),
+        which makes one with ``storage_options``, ``images_dir`` and ``image_storage_options``.
     config : str or INatFLConfig
         A config name (``family_user``) or a config; ``overrides`` apply to either.
     storage_options : mapping, optional
@@ -52,7 +54,7 @@ class ClientStream:
 
     def __init__(
         self,
-        data_dir: str,
+        data_dir: Source | str,
         config: str | INatFLConfig = DEFAULT_CONFIG_NAME,
         *,
         storage_options: Mapping[str, Any] | None = None,
@@ -61,18 +63,15 @@ class ClientStream:
         image_storage_options: Mapping[str, Any] | None = None,
         **overrides: Any,
     ) -> None:
-        if isinstance(config, INatFLConfig):
-            fields = {**config.fingerprint_fields(), **overrides}
-            config = config_for(config.name, **fields)
-        else:
-            config = config_for(config, **overrides)
-        self.config = config
-        self.data_dir = str(data_dir)
-        self._source = storage.resolve(self.data_dir, storage_options)  # resolved once, here
-        self._images = image_location(self._source, images_dir, image_storage_options, storage_options)
-        key = locate(self._source, config, cache_dir)  # the builder's cache: built once for both
+        self.config = config = config_for(config, **overrides)
+        self.source = Source.of(data_dir, storage_options, images_dir, image_storage_options)
+        """Where the data is (its metadata and images resolved here, once)."""
+        self.data_dir = self.source.data_dir
+        key = locate(self.source.metadata, config, cache_dir)  # the builder's cache: built once for both
+        if config.with_images:
+            _ = self.source.images  # resolved now: bad image credentials fail here, not at the first example
         if not key.is_built():
-            load_or_build(key, self._source)
+            load_or_build(key, self.source.metadata)
         self._index = pq.read_table(key.folder / "clients.parquet")
         self.label_names: tuple[str, ...] = key.label_names()
         self.manifest_file = key.parquet_file
@@ -134,7 +133,7 @@ class ClientStream:
             If the client is not in the manifest, or ``split`` is neither ``train`` nor ``test``.
         """
         rows = self.rows(client_id, split)
-        loc = self._images if self.config.with_images else None
+        loc = self.source.images if self.config.with_images else None
         return self._decoded(rows, loc, self.features(decode=decode), on_skip)
 
     def _decoded(
@@ -151,7 +150,7 @@ class ClientStream:
 
 
 def stream_client(
-    data_dir: str,
+    data_dir: Source | str,
     config: str | INatFLConfig,
     client_id: int,
     *,
@@ -166,8 +165,9 @@ def stream_client(
     """Stream one client's examples from storage (see :class:`ClientStream`).
 
     ``stream_client("az://inat/2021", "family_user", 42, storage_options=creds)`` yields client 42's
-    examples; ``overrides`` are config fields; ``images_dir`` (with ``image_storage_options``) is where the
-    images are when they live apart from the metadata.
+    examples; ``overrides`` are config fields; ``data_dir`` is a :class:`~inat_hf.source.Source` or the data
+    folder URL, with ``images_dir`` (and ``image_storage_options``) where the images are when they live apart
+    from the metadata.
     """
     stream = ClientStream(
         data_dir,

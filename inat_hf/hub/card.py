@@ -50,6 +50,7 @@ from inat_hf.hub.card_text import (
 )
 from inat_hf.manifest import Manifest, check_configs, load_config_metadata, load_or_build, locate
 from inat_hf.schema import SPLITS
+from inat_hf.source import Source
 from inat_hf.taxonomy import RANKS
 
 TAGS = ("federated-learning", "inaturalist", "non-iid", "biodiversity", "fine-grained", "taxonomy", "species")
@@ -335,7 +336,7 @@ def card_from_exports(
 
 
 def card_from_data(
-    data_dir: str,
+    data_dir: Source | str,
     config_names: Sequence[str | INatFLConfig],
     *,
     out_dir: str | os.PathLike[str],
@@ -347,8 +348,9 @@ def card_from_data(
 ) -> str:
     """Build (or load) each config's manifest, write the figure and return the card text.
 
-    Parameters as :func:`card_from_exports`, and: ``data_dir``, the source (any fsspec URL) with its
-    ``storage_options`` (they appear nowhere in the card); ``config_names``, ``{rank}_{scheme}`` names or
+    Parameters as :func:`card_from_exports`, and: ``data_dir``, where the data is (a
+    :class:`~inat_hf.source.Source`, or any fsspec URL with its ``storage_options``; they appear nowhere in
+    the card; no image is read); ``config_names``, ``{rank}_{scheme}`` names or
     configs with fields overridden; ``out_dir``, the local folder of the card; ``cache_dir``, as the builder's
     (the one manifest cache: :func:`inat_hf.manifest.cache_root`); ``assets_dir``, the folder of the figure,
     inside ``out_dir`` (default ``out_dir/assets``). The splits listed are those with examples.
@@ -356,9 +358,9 @@ def card_from_data(
     figure_dir = Path(os.path.relpath(assets_dir, out_dir)).as_posix() if assets_dir is not None else "assets"
     if figure_dir == ".." or figure_dir.startswith("../"):
         raise ValueError(f"the figure folder {assets_dir} must lie inside the card's folder {out_dir}")
-    configs = [config_for(c) if isinstance(c, str) else c for c in config_names]
+    configs = [config_for(c) for c in config_names]
     described = card_config(configs, default_config)
-    source = storage.resolve(data_dir, storage_options)
+    source = Source.of(data_dir, storage_options).metadata
     images = load_config_metadata(source, described)  # its train_split: what the card's numbers describe
     same_pool = [c for c in configs if (c.train_split, c.on_invalid) == (described.train_split, described.on_invalid)]
     check_configs(images, same_pool)  # a config that keeps no rows stops here, before any manifest

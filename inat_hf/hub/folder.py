@@ -20,6 +20,7 @@ from inat_hf.export.files import data_files, with_split_sizes
 from inat_hf.hub.card import card_config, card_from_exports
 from inat_hf.manifest import load_config_metadata, load_or_build, locate
 from inat_hf.prepare import REPORT_FILE, prepare
+from inat_hf.source import Source
 
 
 def files_written(report: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:
@@ -102,7 +103,7 @@ def write_card(
 
 def export_dataset(
     out_url: str,
-    data_dir: str,
+    data_dir: str | Source,
     config_names: Sequence[str],
     *,
     overrides: Mapping[str, Any] | None = None,
@@ -135,6 +136,10 @@ def export_dataset(
     ValueError
         ``overrides`` set ``with_images`` against the ``with_images`` argument, or a bad config or URL.
     """
+    if isinstance(data_dir, Source):  # a Source, or its four arguments
+        loc = Source.of(data_dir, storage_options, images_dir, image_storage_options)
+        data_dir, storage_options = loc.data_dir, loc.storage_options
+        images_dir, image_storage_options = loc.images_dir, loc.image_storage_options
     fields = dict(overrides or {})
     if fields.setdefault("with_images", with_images) != with_images:
         raise ValueError(

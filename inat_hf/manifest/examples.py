@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -27,7 +27,6 @@ from PIL import Image, UnidentifiedImageError
 
 from inat_hf import storage
 from inat_hf.errors import InatError, StorageAuthError
-from inat_hf.metadata import is_file_url
 from inat_hf.schema import EXAMPLE_COLUMNS, Policy, check_policy
 
 GROUP_ROWS = 256
@@ -41,33 +40,6 @@ _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"RIFF", b"BM")
 _JPEG_END = b"\xff\xd9"
 
 SkipHook = Callable[[int, str, str], None]
-
-
-def image_location(
-    source: storage.Location,
-    images_dir: str | None = None,
-    image_storage_options: Mapping[str, Any] | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-) -> storage.Location:
-    """The folder the manifest's ``file_name`` values are relative to, resolved once.
-
-    Parameters
-    ----------
-    source : storage.Location
-        The metadata (``data_dir``): a data folder, or one metadata file.
-    images_dir : str, optional
-        Any fsspec URL of the images (another container, account or prefix). Default: ``source`` itself,
-        or the folder holding it when ``source`` names one metadata file.
-    image_storage_options : mapping, optional
-        fsspec options (credentials) of ``images_dir``; default ``storage_options`` (the same account). Pass
-        ``{}`` to let adlfs read the ``AZURE_STORAGE_*`` environment variables for the images alone.
-    storage_options : mapping, optional
-        The metadata's options (the default of ``image_storage_options``).
-    """
-    if images_dir is None:
-        return source.parent() if is_file_url(source.root) else source
-    options = storage_options if image_storage_options is None else image_storage_options
-    return storage.resolve(str(images_dir), options)
 
 
 class BadImageError(InatError, ValueError):

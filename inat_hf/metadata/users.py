@@ -136,8 +136,9 @@ def _match_columns(header: list[str], source: str) -> dict[str, str]:
     return {column: found[column][0] for column in USER_COLUMNS}
 
 
-def read_user_table(url: str, storage_options: Mapping[str, Any] | None = None) -> pa.Table:
-    """Read a per-user CSV into a table with :data:`USER_COLUMNS`, sorted by user.
+def read_user_table(url: str | storage.Location, storage_options: Mapping[str, Any] | None = None) -> pa.Table:
+    """Read a per-user CSV (a URL with its ``storage_options``, or a Location) into a table with
+    :data:`USER_COLUMNS`, sorted by user.
 
     Raises
     ------
@@ -145,7 +146,7 @@ def read_user_table(url: str, storage_options: Mapping[str, Any] | None = None) 
         Not a CSV, a required column missing, a count that is empty, not an integer or negative, or a user
         listed twice.
     """
-    loc = storage.resolve(url, storage_options)
+    loc = url if isinstance(url, storage.Location) else storage.resolve(url, storage_options)
     source = loc.url
     try:
         with storage.open_binary(loc) as stream:

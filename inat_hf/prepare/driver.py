@@ -13,7 +13,6 @@ from the report (:func:`inat_hf.hub.folder.write_card`; ``inat-fl prepare`` and 
 
 from __future__ import annotations
 
-import posixpath
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -25,7 +24,6 @@ from inat_hf import storage
 from inat_hf.config import INatFLConfig, config_for
 from inat_hf.errors import InatError
 from inat_hf.manifest import Manifest, ManifestKey, check_configs, load_config_metadata, load_or_build, locate
-from inat_hf.metadata import is_file_url
 from inat_hf.prepare import engine
 from inat_hf.prepare.plan import (
     BATCH_ROWS,
@@ -38,6 +36,7 @@ from inat_hf.prepare.plan import (
     with_rows,
 )
 from inat_hf.prepare.report import Progress, format_report, write_report
+from inat_hf.source import Source
 
 
 def _clean_stale(out: storage.Location, config_name: str, planned: set[str], log: TextIO | None) -> int:
@@ -65,7 +64,7 @@ def _manifest_summary(manifest: Manifest, config: INatFLConfig) -> dict[str, Any
 
 def prepare(
     out_url: str,
-    data_dir: str,
+    data_dir: str | Source,
     configs: Sequence[str | INatFLConfig],
     *,
     overrides: Mapping[str, Any] | None = None,
@@ -96,8 +95,9 @@ def prepare(
     ----------
     out_url : str
         Output folder: a local path or any fsspec URL (``az://container/prefix``).
-    data_dir : str
-        The metadata (official JSON or processed CSV), any fsspec URL.
+    data_dir : str or Source
+        The metadata (official JSON or processed CSV), any fsspec URL; or a :class:`~inat_hf.source.Source`
+        (metadata, images and their options; then the three location arguments below stay unset).
     configs : sequence of str or INatFLConfig
         ``{rank}_{scheme}`` names (with ``overrides``) or configs.
     overrides : mapping, optional
@@ -144,6 +144,10 @@ def prepare(
         A bad config, scheduler or URL (a URL may not hold a credential).
     """
     began = time.perf_counter()
+    if isinstance(data_dir, Source):  # a Source, or its four arguments
+        loc = Source.of(data_dir, storage_options, images_dir, image_storage_options)
+        data_dir, storage_options = loc.data_dir, loc.storage_options
+        images_dir, image_storage_options = loc.images_dir, loc.image_storage_options
     wanted = _wanted_configs(configs, overrides, max_image_side=max_image_side, on_bad_image=on_bad_image)
     source = storage.resolve(public_url(data_dir, "data_dir"), storage_options)
     out = storage.resolve(public_url(out_url, "out_url"), out_storage_options)
@@ -185,7 +189,7 @@ def prepare(
         meter.update(result)
 
     try:
-        image_options = image_storage_options if image_storage_options is not None else storage_options
+        image_options = Source(data_dir, storage_options, images_dir, image_storage_options).image_options
         _run(scheduler, workers, tasks(manifests), (image_options, out_storage_options), on_done, on_submit, report)
     except BaseException as err:
         write_report(out, report, results, plans, began, first_submit, meter, error=err)
@@ -240,9 +244,9 @@ def _wanted_configs(
     """
     extra = {k: v for k, v in fields.items() if v is not None}
     wanted = [
-        config_for(c, **{**(overrides or {}), **extra}) if isinstance(c, str) else config_for(c.name, **{
-            **c.fingerprint_fields(), **extra}) for c in configs
-    ]  # fmt: skip
+        config_for(c, **{**(overrides or {}), **extra}) if isinstance(c, str) else config_for(c, **extra)
+        for c in configs
+    ]
     if not wanted or len({c.name for c in wanted}) != len(wanted):
         raise ValueError(f"prepare needs distinct configs, at least one (e.g. 'family_user'); got {list(configs)}")
     return wanted
@@ -258,9 +262,7 @@ def _with_images(configs: Sequence[INatFLConfig]) -> bool:
 
 def _images_url(data_dir: str, images_dir: str | None) -> str:
     """Where the images are read: ``images_dir``, else beside the metadata (as the builder's default)."""
-    data_url = public_url(data_dir, "data_dir")
-    default_images = posixpath.dirname(data_url.rstrip("/")) if is_file_url(data_url) else data_url
-    return public_url(images_dir or default_images, "images_dir")
+    return public_url(Source(public_url(data_dir, "data_dir"), images_dir=images_dir).images_url, "images_dir")
 
 
 def _named(err: BaseException, results: list[dict[str, Any]], plans: list[list[FileTask]], out: Any) -> BaseException:

@@ -26,10 +26,11 @@ from PIL import Image
 from inat_hf import storage
 from inat_hf.errors import InatError, StorageAuthError, StorageNotFoundError
 from inat_hf.manifest import user_codes
-from inat_hf.manifest.examples import check_image, image_location
+from inat_hf.manifest.examples import check_image
 from inat_hf.metadata import is_file_url, load_metadata
 from inat_hf.metadata.users import cross_check_user_table, read_user_table
 from inat_hf.schema import TRAIN_SPLITS
+from inat_hf.source import Source
 
 OFFICIAL_COUNTS = {
     "train images": 2_686_843,
@@ -133,7 +134,7 @@ class CheckReport:
 
 
 def check_data(
-    data_dir: str,
+    data_dir: Source | str,
     *,
     images_dir: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
@@ -145,10 +146,11 @@ def check_data(
 
     Parameters
     ----------
-    data_dir : str
-        The metadata: a data folder or one metadata file (any fsspec URL).
+    data_dir : Source or str
+        Where the data is (:class:`~inat_hf.source.Source`), or the metadata: a data folder or one metadata
+        file (any fsspec URL), which makes a Source with the three arguments below.
     images_dir : str, optional
-        The images, when apart from the metadata (default: ``data_dir``).
+        The images, when apart from the metadata (default: beside it).
     storage_options, image_storage_options : mapping, optional
         fsspec options (credentials) of ``data_dir`` and of ``images_dir`` (default: ``storage_options``).
     sample : int
@@ -161,12 +163,12 @@ def check_data(
     CheckReport
         Never raises for a storage or metadata problem: it is recorded in ``problems``.
     """
-    report = CheckReport(data_dir=data_dir, images_dir=images_dir or data_dir)
+    where = Source.of(data_dir, storage_options, images_dir, image_storage_options)
+    report = CheckReport(data_dir=where.redact(where.data_dir), images_dir=where.redact(where.images_url))
     try:
-        source = storage.resolve(data_dir, storage_options)
-        report.data_dir = source.url
-        images = _check_metadata(source, data_dir, storage_options, report)
-        images_loc = image_location(source, images_dir, image_storage_options, storage_options)
+        report.data_dir = where.metadata.url
+        images = _check_metadata(where.metadata, report)
+        images_loc = where.images
         report.images_dir = images_loc.url
     except InatError as err:
         _record(report, "metadata", err)
@@ -189,9 +191,7 @@ def _record(report: CheckReport, area: str, err: InatError) -> None:
         report.problem(area, str(err), "see the message; `inat-fl metadata URL` loads one file and says more")
 
 
-def _check_metadata(
-    source: storage.Location, data_dir: str, options: Mapping[str, Any] | None, report: CheckReport
-) -> pa.Table | None:
+def _check_metadata(source: storage.Location, report: CheckReport) -> pa.Table | None:
     """List, load and count the metadata; return the train pool and val rows (``None``: nothing to sample)."""
     if is_file_url(source.root):
         name = source.root.rsplit("/", 1)[-1]
@@ -226,8 +226,7 @@ def _check_metadata(
     pool = tables.get("train", tables.get("train_mini"))
     users_csv = next((n for n in USERS_CSV_NAMES if n in present), None)
     if users_csv is not None and pool is not None:
-        base = data_dir.rsplit("/", 1)[0] if is_file_url(source.root) else data_dir.rstrip("/")
-        lines = cross_check_user_table(pool, read_user_table(f"{base}/{users_csv}", options))
+        lines = cross_check_user_table(pool, read_user_table(folder.child(users_csv)))
         report.users_csv = "agrees with the metadata" if not lines else f"{len(lines)} difference(s)"
         if lines:
             report.problem("per-user CSV", f"{users_csv} disagrees with the metadata: " + "; ".join(lines[:5]),

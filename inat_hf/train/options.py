@@ -3,7 +3,8 @@
 The data (``--config``, ``--set``, ``--data-dir`` or ``--export``, ``--images-dir``, ``--option``,
 ``--cache-dir``, ``--num-proc``, ``--val-limit``), the model (``--model``, ``--tiny``, ``--size``,
 ``--new-head``) and the optimisation (``--optimizer``, ``--lr``, ... ``--server-momentum``, ``--workers``),
-and :func:`data_source`, the :class:`~inat_hf.train.datasource.DataSource` those options name.
+and :func:`training_data`, the :class:`~inat_hf.train.data.TrainingData` those options name (its
+:class:`~inat_hf.source.Source`: ``--data-dir`` with ``--images-dir`` and ``--option``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 from typing import Any
 
 from inat_hf.cli.common import parse_overrides, parse_storage_options
-from inat_hf.train.datasource import DataSource
+from inat_hf.train.data import TrainingData
 from inat_hf.train.training import DEFAULT_CHECKPOINT, VIT_SIZES
 
 
@@ -60,10 +61,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--val-limit", type=int, help="evaluate on a seeded random subset of the validation rows")
 
 
-def data_source(args: argparse.Namespace) -> DataSource:
-    """The :class:`DataSource` the options name, prepared (builder) or loaded once (export)."""
+def training_data(args: argparse.Namespace) -> TrainingData:
+    """The :class:`TrainingData` the options name, prepared (builder) or loaded once (export)."""
     try:
-        source = DataSource.of(
+        data = TrainingData.of(
             config=args.config,
             data_dir=args.data_dir,
             export=args.export,
@@ -72,8 +73,12 @@ def data_source(args: argparse.Namespace) -> DataSource:
             storage_options=parse_storage_options(args.option),
             cache_dir=args.cache_dir,
         )
-        source.prepare(num_proc=args.num_proc)
-        source.split("train")  # an export without images says so now
+        data.prepare(num_proc=args.num_proc)
+        data.split("train")  # an export without images says so now
     except ValueError as err:
         raise SystemExit(str(err)) from err
-    return source
+    return data
+
+
+data_source = training_data
+"""The former name of :func:`training_data`."""

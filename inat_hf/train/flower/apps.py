@@ -2,12 +2,12 @@
 
 The ``ServerApp`` and the simulation are in :mod:`inat_hf.train.flower.server`::
 
-    source = DataSource(config="family_user", data_dir="out/small")
-    source.prepare()
-    rows = run_flower_simulation(source, ModelSpec(size="tiny"), FedAvgSettings(rounds=5, clients_per_round=10))
+    data = TrainingData.of(config="family_user", data_dir="out/small")
+    data.prepare()
+    rows = run_flower_simulation(data, ModelSpec(size="tiny"), FedAvgSettings(rounds=5, clients_per_round=10))
 
 Node ``partition-id`` ``i`` (Flower's ``node_config``) trains on partition ``i`` of
-:class:`inat_hf.federated.partitioner.INatPartitioner` over the source's ``train`` split (the ``i``-th client in
+:class:`inat_hf.federated.partitioner.INatPartitioner` over the data's ``train`` split (the ``i``-th client in
 client-id order); the split, its input pipeline and the model are opened once per worker process. It
 loads the server's weights, trains with :func:`inat_hf.train.training.train_local` for the round's
 ``local-epochs`` (settings in the message's ``ConfigRecord``), shuffling with
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from inat_hf.federated.partitioner import INatPartitioner
-from inat_hf.train.datasource import DataSource
+from inat_hf.train.data import TrainingData
 from inat_hf.train.fedavg import FedAvgSettings, client_seed
 from inat_hf.train.training import (
     LocalSettings,
@@ -90,9 +90,9 @@ def integer(record: Mapping[str, Any], key: str) -> int:
 
 
 @functools.lru_cache(maxsize=2)
-def client_side(source: DataSource, model: ModelSpec) -> tuple[INatPartitioner, torch.nn.Module]:
-    """The partitioner over the source's ``train`` split (model inputs) and a model, once per process."""
-    train = source.split("train")
+def client_side(data: TrainingData, model: ModelSpec) -> tuple[INatPartitioner, torch.nn.Module]:
+    """The partitioner over the data's ``train`` split (model inputs) and a model, once per process."""
+    train = data.split("train")
     partitioner = INatPartitioner()
     partitioner.dataset = with_pipeline(train, make_transform(model.processor()))
     return partitioner, model.build(label_names(train))
@@ -133,7 +133,7 @@ def train_partition(
     partition_id: int,
     config: Mapping[str, Any],
     weights: Mapping[str, torch.Tensor],
-    source: DataSource,
+    data: TrainingData,
     model_spec: ModelSpec,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """One client's round: its partition, the server's ``weights``, local training as ``config`` says.
@@ -148,18 +148,18 @@ def train_partition(
         If ``partition_id`` is not a partition of the split, the partition has no rows, the server's weights
         do not fit this client's model (another config's label count), or an image is missing.
     """
-    partitioner, model = client_side(source, model_spec)
+    partitioner, model = client_side(data, model_spec)
     client_id = partitioner.partition_id_to_client_id(partition_id)
-    data = partitioner.load_partition(partition_id)
-    if len(data) == 0:
+    partition = partitioner.load_partition(partition_id)
+    if len(partition) == 0:
         raise ValueError(
-            f"partition {partition_id} (client {client_id}) of {source.config} has no train rows: give the "
+            f"partition {partition_id} (client {client_id}) of {data.config} has no train rows: give the "
             "simulation only clients with rows (raise min_client_size, or fewer num_supernodes)"
         )
     load_weights(model, weights, source="the Flower server")
     model.to(pick_device())
     seed = client_seed(integer(config, "seed"), integer(config, "server-round"), client_id)
-    result = train_local(model, data, local_settings(config), seed=seed)
+    result = train_local(model, partition, local_settings(config), seed=seed)
     metrics: dict[str, Any] = {
         "num-examples": result.examples,
         "steps": len(result.losses),
@@ -170,26 +170,26 @@ def train_partition(
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, metrics
 
 
-def train_client(message: Message, context: Context, source: DataSource, model_spec: ModelSpec) -> Message:
+def train_client(message: Message, context: Context, data: TrainingData, model_spec: ModelSpec) -> Message:
     """The ClientApp's train handler: :func:`train_partition` of the node's ``partition-id``."""
     weights = message.content.array_records["arrays"].to_torch_state_dict()
     state, metrics = train_partition(
         int(context.node_config["partition-id"]),
         message.content.config_records["config"],
         weights,
-        source,
+        data,
         model_spec,
     )
     reply = RecordDict({"arrays": ArrayRecord(state), "metrics": MetricRecord(metrics)})
     return Message(reply, reply_to=message)
 
 
-def make_client_app(source: DataSource, model: ModelSpec) -> ClientApp:
+def make_client_app(data: TrainingData, model: ModelSpec) -> ClientApp:
     """The ``ClientApp`` of :func:`train_client` (picklable: Ray ships it to its worker processes)."""
     app = ClientApp()
 
     @app.train()
     def train(message: Message, context: Context) -> Message:
-        return train_client(message, context, source, model)
+        return train_client(message, context, data, model)
 
     return app

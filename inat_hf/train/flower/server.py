@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from inat_hf.train.datasource import DataSource
+from inat_hf.train.data import TrainingData
 from inat_hf.train.fedavg import FedAvgSettings
 from inat_hf.train.flower.apps import ModelSpec, client_side, integer, make_client_app, number, train_config
 from inat_hf.train.training import (
@@ -206,7 +206,7 @@ def make_server_app(
 
 
 def run_flower_simulation(
-    source: DataSource,
+    data: TrainingData,
     model_spec: ModelSpec,
     settings: FedAvgSettings,
     *,
@@ -220,7 +220,7 @@ def run_flower_simulation(
 
     ``num_nodes`` (default: every client of the train split) Flower nodes with ``partition-id``
     ``0 .. num_nodes - 1``; ``client_resources`` is Flower's (``num_cpus``, ``num_gpus`` per client).
-    The source must be prepared (:meth:`DataSource.prepare`).
+    The data must be prepared (:meth:`TrainingData.prepare`).
 
     Raises
     ------
@@ -231,15 +231,15 @@ def run_flower_simulation(
     """
     from flwr.simulation import run_simulation
 
-    partitioner, _ = client_side(source, model_spec)
+    partitioner, _ = client_side(data, model_spec)
     count = partitioner.num_partitions
     nodes = count if num_nodes is None else num_nodes
     if not 1 <= nodes <= count:
         raise ValueError(
-            f"num_nodes={nodes}: the train split of {source.config} has {count} clients (partitions 0..{count - 1})"
+            f"num_nodes={nodes}: the train split of {data.config} has {count} clients (partitions 0..{count - 1})"
         )
     make_strategy(settings, nodes)  # checks clients_per_round before Ray starts
-    validation = source.split("validation")
+    validation = data.split("validation")
     transform = make_transform(model_spec.processor())
     seed_everything(settings.seed)
     model = model_spec.build(label_names(validation))
@@ -251,7 +251,7 @@ def run_flower_simulation(
     backend = {"client_resources": resources, "init_args": dict(ray_init_args or {})}
     run_simulation(
         server_app=server,
-        client_app=make_client_app(source, model_spec),
+        client_app=make_client_app(data, model_spec),
         num_supernodes=nodes,
         backend_config=backend,
     )
