@@ -52,7 +52,7 @@ def images_table(
         "image_id": columns["id"],
         "split": pa.DictionaryArray.from_arrays(pa.array(np.zeros(num_rows, np.int32)), pa.array([split])),
         "file_name": columns["file_name"],
-        "user": pc.dictionary_encode(columns["rights_holder"]),
+        "user": pc.dictionary_encode(_whole(columns["rights_holder"])),  # one dictionary, not one per chunk
         "width": columns["width"],
         "height": columns["height"],
         "license": columns["license"],
@@ -73,6 +73,10 @@ def images_table(
     report.nulled = dict(sorted(problems.nulled.items()))
     report.null_location = int(pc.sum(pc.is_null(table["latitude"])).as_py() or 0)
     return table
+
+
+def _whole(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
 def _examples(reasons: Mapping[int, str], limit: int = 5) -> dict[str, list[int]]:

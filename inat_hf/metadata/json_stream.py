@@ -26,9 +26,9 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pajson
 
 from inat_hf.errors import MetadataError
+from inat_hf.metadata.arrow_slices import find_slice, parse_slice
 
 CHUNK_BYTES = 16 * 2**20
 """Approximate size of one parsed slice of a large array."""
@@ -38,7 +38,6 @@ _WS = re.compile(rb"[ \t\n\r]*")
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _SCALAR = re.compile(rb"-?[0-9][0-9.eE+\-]*|true|false|null")
 _OBJECT_END = re.compile(rb"\}[ \t\n\r]*[,\]]")
-_SEPARATOR = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*\{")
 
 ChunkSink = Callable[[list[Any] | pa.Table, int], None]
 """Receives one parsed slice of an array (a list of elements, or an Arrow table when the slice was parsed
@@ -270,7 +269,7 @@ def _stream_array(data: bytes, pos: int, sink: ChunkSink, schema: pa.Schema | No
     with ThreadPoolExecutor(1, thread_name_prefix="inat-json") as pool:
         ahead = _parse_ahead(pool, data, pos, schema)
         while True:
-            elements, end, closed = _take(ahead, data, pos, schema)
+            elements, end, closed = _take(ahead, data, pos)
             following = _skip_ws(data, end)
             ahead = None if closed else _parse_ahead(pool, data, following, schema)
             sink(elements, count)
@@ -281,21 +280,22 @@ def _stream_array(data: bytes, pos: int, sink: ChunkSink, schema: pa.Schema | No
 
 
 def _parse_ahead(pool: ThreadPoolExecutor, data: bytes, start: int, schema: pa.Schema | None) -> Future | None:
-    """Start Arrow on the slice from ``start`` (``None`` without a schema): a future of (table, cut)."""
+    """Start Arrow on the slice from ``start`` (``None`` without a schema): a future of (table, after, closed)."""
     if schema is None:
         return None
-    match = _OBJECT_END.search(data, min(start + CHUNK_BYTES, len(data))) or _last_cut(data, start)
-    if match is None:
+    cut = find_slice(data, start, CHUNK_BYTES)
+    if cut is None:
         return None
-    return pool.submit(lambda: (_arrow_slice(data[start : match.start() + 1], schema), match))
+    last, after, closed = cut
+    return pool.submit(lambda: (parse_slice(data, start, last, schema), after, closed))
 
 
-def _take(ahead: Future | None, data: bytes, start: int, schema: pa.Schema | None) -> tuple[Any, int, bool]:
+def _take(ahead: Future | None, data: bytes, start: int) -> tuple[Any, int, bool]:
     """The slice Arrow parsed ahead, or (if it refused or there was none) the orjson path from ``start``."""
     if ahead is not None:
-        table, match = ahead.result()
+        table, after, closed = ahead.result()
         if table is not None:
-            return table, match.end(), match.group().endswith(b"]")
+            return table, after, closed
     return _next_slice(data, start)
 
 
@@ -323,26 +323,6 @@ def _next_slice(data: bytes, start: int) -> tuple[list[Any], int, bool]:
             continue
         return elements, match.end(), match.group().endswith(b"]")
     raise _FastPathFailed
-
-
-def _arrow_slice(chunk: bytes, schema: pa.Schema) -> pa.Table | None:
-    """Parse ``{...}, {...}, ...`` with Arrow's JSON reader, one object per line; ``None`` if it refuses.
-
-    Putting each object on its own line can only go wrong where a ``}, {`` sits inside a string; the string
-    then holds a raw line break, which is invalid JSON, so Arrow refuses and the slice goes to orjson.
-    """
-    options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-    read_options = pajson.ReadOptions(block_size=1 << 22)
-    # Compact files' separators first (bytes.replace is far faster than a regex), then any spacing.
-    separator = b"}, {" if b"}, {" in chunk[:65_536] else b"},{"  # json.dump's default, or compact
-    compact = chunk.replace(separator, b"}\n{")
-    for attempt in (compact, None):
-        text = _SEPARATOR.sub(b"}\n{", chunk) if attempt is None else attempt
-        try:
-            return pajson.read_json(pa.BufferReader(text), parse_options=options, read_options=read_options)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-            continue
-    return None
 
 
 def _array_closed_before(wrapped: bytes, error_pos: int) -> tuple[list[Any], int] | None:

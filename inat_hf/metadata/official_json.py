@@ -18,7 +18,7 @@ from __future__ import annotations
 import gzip
 import tarfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -167,15 +167,19 @@ def read_official_json(
 
 def _to_columns(
     part: list[Any] | pa.Table, first: int, fields: Sequence[Field], problems: ParseContext
-) -> dict[str, pa.Array]:
+) -> dict[str, pa.Array | pa.ChunkedArray]:
     if isinstance(part, pa.Table):
         return table_to_columns(part, first, fields, problems)
     return records_to_columns(part, first, fields, problems)
 
 
-def _concat(chunks: list[dict[str, pa.Array]], fields: Sequence[Field]) -> dict[str, pa.ChunkedArray]:
+def _concat(chunks: list[dict[str, pa.Array | pa.ChunkedArray]], fields: Sequence[Field]) -> dict[str, pa.ChunkedArray]:
     """One chunked array per field (no copy of the slices)."""
-    return {f.key: pa.chunked_array([c[f.key] for c in chunks], type=f.type) for f in fields}
+    return {f.key: pa.chunked_array(_pieces(c[f.key] for c in chunks), type=f.type) for f in fields}
+
+
+def _pieces(arrays: Iterable[pa.Array | pa.ChunkedArray]) -> list[pa.Array]:
+    return [piece for array in arrays for piece in (array.chunks if isinstance(array, pa.ChunkedArray) else [array])]
 
 
 def _int_values(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
