@@ -16,7 +16,9 @@ and position in a :class:`~inat_hf.errors.MetadataError`.
 from __future__ import annotations
 
 import codecs
+import os
 import re
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +34,8 @@ from inat_hf.metadata.arrow_slices import find_slice, parse_slice
 
 CHUNK_BYTES = 16 * 2**20
 """Approximate size of one parsed slice of a large array."""
+SLICES_AHEAD = max(2, min(8, os.cpu_count() or 1))
+"""Slices parsed at once (one per core; at least two, so that parsing overlaps the column work)."""
 
 _MAX_CUT_TRIES = 16
 _WS = re.compile(rb"[ \t\n\r]*")
@@ -259,19 +263,20 @@ def _container_end(data: bytes, pos: int) -> int:
 def _stream_array(data: bytes, pos: int, sink: ChunkSink, schema: pa.Schema | None) -> tuple[int, int]:
     """Parse the array of objects starting at ``data[pos] == '['`` in slices; return (count, end).
 
-    With a ``schema``, the next slice is parsed by Arrow in a background thread while this one goes to
-    the sink (Arrow releases the GIL), so parsing and column work overlap.
+    With a ``schema``, up to :data:`SLICES_AHEAD` slices are parsed by Arrow in worker threads (Arrow and
+    numpy release the GIL) while the finished ones go to the sink in order, so parsing uses every core
+    and overlaps the column work.
     """
     pos = _skip_ws(data, pos + 1)
     if data[pos : pos + 1] == b"]":
         return 0, pos + 1
     count = 0
-    with ThreadPoolExecutor(1, thread_name_prefix="inat-json") as pool:
-        ahead = _parse_ahead(pool, data, pos, schema)
+    with ThreadPoolExecutor(SLICES_AHEAD, thread_name_prefix="inat-json") as pool:
+        ahead = _Ahead(pool, data, schema, pos)
         while True:
-            elements, end, closed = _take(ahead, data, pos)
+            elements, end, closed = ahead.take(pos)
             following = _skip_ws(data, end)
-            ahead = None if closed else _parse_ahead(pool, data, following, schema)
+            ahead.plan(following, closed)
             sink(elements, count)
             count += len(elements)
             if closed:
@@ -279,24 +284,47 @@ def _stream_array(data: bytes, pos: int, sink: ChunkSink, schema: pa.Schema | No
             pos = following
 
 
-def _parse_ahead(pool: ThreadPoolExecutor, data: bytes, start: int, schema: pa.Schema | None) -> Future | None:
-    """Start Arrow on the slice from ``start`` (``None`` without a schema): a future of (table, after, closed)."""
-    if schema is None:
-        return None
-    cut = find_slice(data, start, CHUNK_BYTES)
-    if cut is None:
-        return None
-    last, after, closed = cut
-    return pool.submit(lambda: (parse_slice(data, start, last, schema), after, closed))
+class _Ahead:
+    """The slices submitted to Arrow ahead of the one being consumed: (start, future) in file order."""
+
+    def __init__(self, pool: ThreadPoolExecutor, data: bytes, schema: pa.Schema | None, start: int) -> None:
+        self.pool, self.data, self.schema = pool, data, schema
+        self.queue: deque[tuple[int, Future]] = deque()
+        self.next: int | None = start if schema is not None else None
+        self._fill()
+
+    def _fill(self) -> None:
+        while self.next is not None and len(self.queue) < SLICES_AHEAD:
+            start, cut = self.next, find_slice(self.data, self.next, CHUNK_BYTES)
+            if cut is None:  # no end in sight: the orjson path takes it from here
+                self.next = None
+                return
+            last, after, closed = cut
+            job = self.pool.submit(_parse_slice, self.data, start, last, self.schema, after, closed)
+            self.queue.append((start, job))
+            self.next = None if closed else _skip_ws(self.data, after)
+
+    def take(self, start: int) -> tuple[Any, int, bool]:
+        """The slice from ``start``: Arrow's table, or (if it refused or was not asked) the orjson path's list."""
+        if self.queue and self.queue[0][0] == start:
+            table, after, closed = self.queue.popleft()[1].result()
+            if table is not None:
+                return table, after, closed
+        return _next_slice(self.data, start)
+
+    def plan(self, following: int, closed: bool) -> None:
+        """Keep the queue going from ``following``; start afresh if it does not begin there."""
+        head = self.queue[0][0] if self.queue else self.next
+        if closed or head != following:
+            for _, future in self.queue:
+                future.cancel()
+            self.queue.clear()
+            self.next = None if closed or self.schema is None else following
+        self._fill()
 
 
-def _take(ahead: Future | None, data: bytes, start: int) -> tuple[Any, int, bool]:
-    """The slice Arrow parsed ahead, or (if it refused or there was none) the orjson path from ``start``."""
-    if ahead is not None:
-        table, after, closed = ahead.result()
-        if table is not None:
-            return table, after, closed
-    return _next_slice(data, start)
+def _parse_slice(data: bytes, start: int, last: int, schema: pa.Schema, after: int, closed: bool) -> tuple:
+    return parse_slice(data, start, last, schema), after, closed
 
 
 def _next_slice(data: bytes, start: int) -> tuple[list[Any], int, bool]:
