@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.json as pajson
 
-BLOCK_BYTES = 1 << 22
-"""Arrow's block size: the unit its reader parses in parallel."""
+THREADS = False
+"""Whether Arrow parses one slice on several threads (no: :mod:`json_stream` parses several slices at once)."""
 
 _SEPARATOR = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*\{")
 _WHITESPACE = b" \t\n\r"
@@ -84,10 +84,14 @@ def parse_slice(data: bytes, start: int, last: int, schema: pa.Schema) -> pa.Tab
 
 
 def _read(buffer: pa.Buffer, schema: pa.Schema) -> pa.Table | None:
+    """Arrow's JSON reader on one slice, as one block (one chunk per column) unless :data:`THREADS`."""
     options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    block = 1 << 22 if THREADS else max(1 << 20, buffer.size + 1)
     try:
         return pajson.read_json(
-            pa.BufferReader(buffer), parse_options=options, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES)
+            pa.BufferReader(buffer),
+            parse_options=options,
+            read_options=pajson.ReadOptions(block_size=block, use_threads=THREADS),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
