@@ -141,7 +141,7 @@ def _partition_task(which: str, path: str) -> dict:
         partitioner = NaturalIdPartitioner(partition_by="user")
         partitioner.dataset = dataset
     rss_before = _rss()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     if which == "user":
         assignment = user(user_codes(train))
         order = np.argsort(assignment, kind="stable")
@@ -166,8 +166,8 @@ def _partition_task(which: str, path: str) -> dict:
         partitioner._create_natural_id_to_int_partition_id()
         partitioner._create_partition_id_to_indices()
         clients = partitioner.num_partitions
-    seconds = time.perf_counter() - start
-    return {"clients": clients, "seconds": seconds, "rss_before_bytes": rss_before}
+    seconds, cpu_seconds = time.perf_counter() - start, _cpu() - cpu
+    return {"clients": clients, "seconds": seconds, "cpu_seconds": cpu_seconds, "rss_before_bytes": rss_before}
 
 
 def _child(which: str, path: str) -> None:
@@ -253,10 +253,12 @@ def bench_partition(args: argparse.Namespace) -> dict:
         "runs": runs,
         "user_speedup_vs_flower": flower / runs["user"]["seconds"],
         "manifest_speedup_vs_flower": flower / runs["manifest"]["seconds"],
+        "manifest_cpu_speedup_vs_flower": runs["flower"]["cpu_seconds"] / runs["manifest"]["cpu_seconds"],
+        "load_average": os.getloadavg()[0],
     }
     gib = 2**30
     print(f"{runs['user']['clients']:,} clients (user scheme); each task timed after the metadata is loaded")
-    print(f"{'task':<48}{'seconds':>9}{'vs Flower':>11}{'peak RSS GiB':>14}")
+    print(f"{'task':<48}{'seconds':>9}{'vs Flower':>11}{'CPU s':>8}{'vs Flower':>11}{'peak RSS GiB':>14}")
     labels = {
         "user": "ours: user assignment + client index",
         "manifest": "ours: whole family_user manifest build",
@@ -264,8 +266,12 @@ def bench_partition(args: argparse.Namespace) -> dict:
         "flower": "flwr-datasets NaturalIdPartitioner map",
     }
     for name, run in runs.items():
-        ratio = flower / run["seconds"]
-        print(f"{labels[name]:<48}{run['seconds']:>9.2f}{ratio:>10.1f}x{run['peak_rss_bytes'] / gib:>14.2f}")
+        ratio, cpu_ratio = flower / run["seconds"], runs["flower"]["cpu_seconds"] / run["cpu_seconds"]
+        print(
+            f"{labels[name]:<48}{run['seconds']:>9.2f}{ratio:>10.1f}x{run['cpu_seconds']:>8.2f}{cpu_ratio:>10.1f}x"
+            f"{run['peak_rss_bytes'] / gib:>14.2f}"
+        )
+    print(f"load average at the end: {result['load_average']:.1f}")
     print(json.dumps(result))
     return result
 

@@ -2,15 +2,18 @@
 
 ``train.json`` is about 1 GB. Parsing it whole into Python objects (``json.load``) takes four to five times
 its size in memory. Here the top-level object is walked by a small scanner, and each large array
-(``images``, ``annotations``) is parsed in slices of about :data:`CHUNK_BYTES` with ``orjson``; every slice
-becomes typed columns at once and its Python objects are dropped. Peak memory is the file's bytes, the
-columns, and one slice.
+(``images``, ``annotations``) is cut into slices of about :data:`CHUNK_BYTES`, parsed by Arrow's JSON
+reader (:mod:`inat_hf.metadata.arrow_slices`) straight into typed columns, :data:`SLICES_AHEAD` slices at
+a time on worker threads, and handed to the sink in file order. No Python object is made per record. Peak
+memory is the file's bytes, the columns, and the slices in flight.
 
-Correctness does not rest on the scanner: a slice is cut at a ``}`` followed by ``,`` or ``]``, and a cut
-that falls inside a string can never parse (the left part ends inside that string), so the scanner tries
-the next cut. Anything the fast path cannot handle (arrays of non-objects, heavy escaping, invalid JSON)
-falls back to one ``orjson.loads`` of the whole file, which either succeeds or gives the parser's message
-and position in a :class:`~inat_hf.errors.MetadataError`.
+Correctness does not rest on the scanner: a slice Arrow refuses (a cut inside a string, a value of the
+wrong type, anything unusual) is parsed again with ``orjson``, and its records become columns one by one,
+so that the error names the record and the field. A slice is cut at a ``}`` followed by ``,`` or ``]``;
+a cut that falls inside a string can never parse (the left part ends inside that string), so the orjson
+path tries the next cut. Anything the fast path cannot handle (arrays of non-objects, invalid JSON) falls
+back to one ``orjson.loads`` of the whole file, which either succeeds or gives the parser's message and
+position in a :class:`~inat_hf.errors.MetadataError`.
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ from inat_hf.metadata.arrow_slices import find_slice, parse_slice
 
 CHUNK_BYTES = 16 * 2**20
 """Approximate size of one parsed slice of a large array."""
-SLICES_AHEAD = max(2, min(8, os.cpu_count() or 1))
-"""Slices parsed at once (one per core; at least two, so that parsing overlaps the column work)."""
+SLICES_AHEAD = max(2, min(4, os.cpu_count() or 1))
+"""Slices parsed at once: one per core, at least two (parsing overlaps the column work), at most four (each
+slice in flight holds a copy of its bytes and its table)."""
 
 _MAX_CUT_TRIES = 16
 _WS = re.compile(rb"[ \t\n\r]*")
