@@ -12,6 +12,7 @@ separated by a comma (``}{``); counting the lines catches that, and the slice go
 from __future__ import annotations
 
 import re
+import threading
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +24,7 @@ THREADS = False
 _SEPARATOR = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*\{")
 _WHITESPACE = b" \t\n\r"
 _CLOSE, _COMMA, _NEWLINE = ord("}"), ord(","), ord("\n")
+_SCRATCH = threading.local()
 
 
 def find_slice(data: bytes, start: int, size: int) -> tuple[int, int, bool] | None:
@@ -70,17 +72,29 @@ def parse_slice(data: bytes, start: int, last: int, schema: pa.Schema) -> pa.Tab
     pyarrow.Table or None
         One row per object, or ``None`` when Arrow refuses the slice or finds more objects than lines.
     """
-    piece = np.frombuffer(data, dtype=np.uint8, count=last + 1 - start, offset=start).copy()
-    braces = np.flatnonzero(piece[:-1] == _CLOSE)
-    separators = braces[piece[braces + 1] == _COMMA] + 1
+    size = last + 1 - start
+    piece, braces = _scratch(size)
+    piece[:] = np.frombuffer(data, dtype=np.uint8, count=size, offset=start)
+    np.equal(piece[:-1], _CLOSE, out=braces[: size - 1])
+    at = np.flatnonzero(braces[: size - 1])
+    separators = at[piece[at + 1] == _COMMA] + 1
     piece[separators] = _NEWLINE
-    table = _read(pa.py_buffer(piece), schema)
+    table = _read(pa.py_buffer(piece), schema)  # Arrow copies what it reads: the scratch can be reused
     if table is not None and table.num_rows == separators.size + 1:
         return table
     # Whitespace around the commas ("} ,{"): one pass of a regular expression on the original bytes.
     text, count = _SEPARATOR.subn(b"}\n{", data[start : last + 1])
     table = _read(pa.py_buffer(text), schema)
     return table if table is not None and table.num_rows == count + 1 else None
+
+
+def _scratch(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Buffers of the calling thread for a slice of ``size`` bytes (reused: fresh 16 MB arrays cost page faults)."""
+    held = getattr(_SCRATCH, "bytes", None)
+    if held is None or held.size < size:
+        _SCRATCH.bytes = np.empty(max(size, 2 * (0 if held is None else held.size)), dtype=np.uint8)
+        _SCRATCH.flags = np.empty(_SCRATCH.bytes.size, dtype=bool)
+    return _SCRATCH.bytes[:size], _SCRATCH.flags
 
 
 def _read(buffer: pa.Buffer, schema: pa.Schema) -> pa.Table | None:
