@@ -11,7 +11,10 @@
 
 ``metadata``: time and peak RSS of ``inat_hf.metadata.load_metadata`` on the replica's ``train.json``
 against the TFDS approach (``json.load`` plus Python loops building the same table). Each loader runs in
-a fresh child process so that peak RSS is its own; both must produce the same (image_id, species) pairs.
+a fresh child process so that peak RSS is its own; both must produce the same (image_id, species) pairs
+(checked by a checksum computed after the timing and the peak RSS reading). ``--repeat N`` runs N pairs
+(ours, then the baseline) and gives each pair's ratio; CPU seconds (all threads) are shown too, since on a
+shared machine the wall-clock ratio moves with the load.
 
 ``partition``: on the replica's train rows, our ``user`` assignment plus client index, our whole
 ``family_user`` manifest build, and Dirichlet over 1,000 clients at species rank, against flwr-datasets'
@@ -35,6 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = {
@@ -56,18 +60,15 @@ def _checksum(image_ids: np.ndarray, species: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _load_ours(path: str) -> tuple[int, str]:
+def _load_ours(path: str) -> tuple[np.ndarray, pa.ChunkedArray]:
     from inat_hf.metadata import load_metadata
 
     table = load_metadata(path)
-    species = table["species"].combine_chunks().dictionary_decode().to_pylist()
-    return table.num_rows, _checksum(table["image_id"].to_numpy(), species)
+    return table["image_id"], table["species"]
 
 
-def _load_baseline(path: str) -> tuple[int, str]:
+def _load_baseline(path: str) -> tuple[np.ndarray, pa.ChunkedArray]:
     """The TFDS approach: json.load, dicts by id, a Python loop over every image, then a table."""
-    import pyarrow as pa
-
     with open(path, encoding="utf-8") as handle:
         data = json.load(handle)
     categories = {c["id"]: c for c in data["categories"]}
@@ -95,7 +96,31 @@ def _load_baseline(path: str) -> tuple[int, str]:
             columns[rank].append(category[rank])
         columns["species"].append(category["name"])
     table = pa.table(columns)
-    return table.num_rows, _checksum(table["id"].to_numpy(), columns["species"])
+    return table["id"], table["species"]
+
+
+def _time_loader(which: str, path: str) -> dict:
+    """Time one loader (the checksum of its rows is computed afterwards, outside the timing)."""
+    start, cpu = time.perf_counter(), _cpu()
+    image_ids, species = (_load_ours if which == "ours" else _load_baseline)(path)
+    seconds, cpu_seconds = time.perf_counter() - start, _cpu() - cpu
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # the loader's, before the checksum's lists
+    names = species.combine_chunks()
+    names = names.dictionary_decode() if pa.types.is_dictionary(names.type) else names
+    checksum = _checksum(image_ids.to_numpy(), names.to_pylist())
+    return {
+        "rows": len(image_ids),
+        "checksum": checksum,
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "peak_rss_bytes": peak,
+    }
+
+
+def _cpu() -> float:
+    """CPU seconds of this process so far, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _rss() -> int:
@@ -124,7 +149,7 @@ def _partition_task(which: str, path: str) -> dict:
         partitioner = NaturalIdPartitioner(partition_by="user")
         partitioner.dataset = dataset
     rss_before = _rss()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     if which == "user":
         assignment = user(user_codes(train))
         order = np.argsort(assignment, kind="stable")
@@ -149,19 +174,14 @@ def _partition_task(which: str, path: str) -> dict:
         partitioner._create_natural_id_to_int_partition_id()
         partitioner._create_partition_id_to_indices()
         clients = partitioner.num_partitions
-    seconds = time.perf_counter() - start
-    return {"clients": clients, "seconds": seconds, "rss_before_bytes": rss_before}
+    seconds, cpu_seconds = time.perf_counter() - start, _cpu() - cpu
+    return {"clients": clients, "seconds": seconds, "cpu_seconds": cpu_seconds, "rss_before_bytes": rss_before}
 
 
 def _child(which: str, path: str) -> None:
-    start = time.perf_counter()
-    if which in ("ours", "baseline"):
-        rows, checksum = (_load_ours if which == "ours" else _load_baseline)(path)
-        result = {"rows": rows, "checksum": checksum, "seconds": time.perf_counter() - start}
-    else:
-        result = _partition_task(which, path)
+    result = _time_loader(which, path) if which in ("ours", "baseline") else _partition_task(which, path)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"task": which, "peak_rss_bytes": peak, **result}))
+    print(json.dumps({"task": which, "peak_rss_bytes": peak, **result}))  # a loader's own peak replaces this one
 
 
 def _run_child(which: str, path: Path) -> dict:
@@ -190,28 +210,40 @@ def _ensure_replica(data: Path, scale: str) -> Path:
 def bench_metadata(args: argparse.Namespace) -> dict:
     train = _ensure_replica(Path(args.data), args.scale)
     size = train.stat().st_size
-    ours = _run_child("ours", train)
-    baseline = _run_child("baseline", train)
-    if (ours["rows"], ours["checksum"]) != (baseline["rows"], baseline["checksum"]):
-        raise SystemExit(f"the loaders disagree: ours {ours}, baseline {baseline}")
+    pairs = []
+    for _ in range(args.repeat):  # ours then the baseline, each pair on the machine as it is at that moment
+        load = os.getloadavg()[0]
+        ours, baseline = _run_child("ours", train), _run_child("baseline", train)
+        if (ours["rows"], ours["checksum"]) != (baseline["rows"], baseline["checksum"]):
+            raise SystemExit(f"the loaders disagree: ours {ours}, baseline {baseline}")
+        pairs.append({"ours": ours, "baseline": baseline, "load_average": load})
+    for pair in pairs:
+        pair["speedup"] = pair["baseline"]["seconds"] / pair["ours"]["seconds"]
+        pair["cpu_speedup"] = pair["baseline"]["cpu_seconds"] / pair["ours"]["cpu_seconds"]
+    ours, baseline = pairs[0]["ours"], pairs[0]["baseline"]
     result = {
         "bench": "metadata",
         "file": str(train),
         "file_bytes": size,
         "rows": ours["rows"],
-        "ours": ours,
-        "baseline": baseline,
-        "speedup": baseline["seconds"] / ours["seconds"],
-        "ours_peak_rss_over_file": ours["peak_rss_bytes"] / size,
-        "baseline_peak_rss_over_file": baseline["peak_rss_bytes"] / size,
+        "pairs": pairs,
+        "speedup": [pair["speedup"] for pair in pairs],
+        "ours_peak_rss_over_file": max(pair["ours"]["peak_rss_bytes"] for pair in pairs) / size,
+        "baseline_peak_rss_over_file": max(pair["baseline"]["peak_rss_bytes"] for pair in pairs) / size,
     }
     gib = 2**30
     print(f"train.json: {size / gib:.2f} GiB, {ours['rows']:,} images (same rows and species in both)")
-    print(f"{'loader':<34}{'seconds':>10}{'peak RSS GiB':>14}{'RSS / file':>12}")
-    for name, run in (("inat_hf load_metadata", ours), ("json.load + loops (TFDS)", baseline)):
-        rss = run["peak_rss_bytes"]
-        print(f"{name:<34}{run['seconds']:>10.1f}{rss / gib:>14.2f}{rss / size:>12.2f}")
-    print(f"speedup: {result['speedup']:.1f}x")
+    print("timed: the load into a table; the checksum that compares the two is computed afterwards")
+    print(f"{'pair':<6}{'loader':<28}{'seconds':>9}{'CPU s':>8}{'peak RSS GiB':>14}{'RSS / file':>12}{'load':>6}")
+    for i, pair in enumerate(pairs, 1):
+        for name, key in (("inat_hf load_metadata", "ours"), ("json.load + loops (TFDS)", "baseline")):
+            run = pair[key]
+            rss = run["peak_rss_bytes"]
+            print(
+                f"{i:<6}{name:<28}{run['seconds']:>9.1f}{run['cpu_seconds']:>8.1f}{rss / gib:>14.2f}"
+                f"{rss / size:>12.2f}{pair['load_average']:>6.1f}"
+            )
+        print(f"{i:<6}speedup: {pair['speedup']:.1f}x (CPU time: {pair['cpu_speedup']:.1f}x)")
     print(json.dumps(result))
     return result
 
@@ -229,10 +261,12 @@ def bench_partition(args: argparse.Namespace) -> dict:
         "runs": runs,
         "user_speedup_vs_flower": flower / runs["user"]["seconds"],
         "manifest_speedup_vs_flower": flower / runs["manifest"]["seconds"],
+        "manifest_cpu_speedup_vs_flower": runs["flower"]["cpu_seconds"] / runs["manifest"]["cpu_seconds"],
+        "load_average": os.getloadavg()[0],
     }
     gib = 2**30
     print(f"{runs['user']['clients']:,} clients (user scheme); each task timed after the metadata is loaded")
-    print(f"{'task':<48}{'seconds':>9}{'vs Flower':>11}{'peak RSS GiB':>14}")
+    print(f"{'task':<48}{'seconds':>9}{'vs Flower':>11}{'CPU s':>8}{'vs Flower':>11}{'peak RSS GiB':>14}")
     labels = {
         "user": "ours: user assignment + client index",
         "manifest": "ours: whole family_user manifest build",
@@ -240,8 +274,12 @@ def bench_partition(args: argparse.Namespace) -> dict:
         "flower": "flwr-datasets NaturalIdPartitioner map",
     }
     for name, run in runs.items():
-        ratio = flower / run["seconds"]
-        print(f"{labels[name]:<48}{run['seconds']:>9.2f}{ratio:>10.1f}x{run['peak_rss_bytes'] / gib:>14.2f}")
+        ratio, cpu_ratio = flower / run["seconds"], runs["flower"]["cpu_seconds"] / run["cpu_seconds"]
+        print(
+            f"{labels[name]:<48}{run['seconds']:>9.2f}{ratio:>10.1f}x{run['cpu_seconds']:>8.2f}{cpu_ratio:>10.1f}x"
+            f"{run['peak_rss_bytes'] / gib:>14.2f}"
+        )
+    print(f"load average at the end: {result['load_average']:.1f}")
     print(json.dumps(result))
     return result
 
@@ -258,6 +296,7 @@ def main() -> None:
     meta = sub.add_parser("metadata", help="our metadata loader vs json.load + loops")
     meta.add_argument("--data", default=str(ROOT / "bench_out" / "full"), help="replica folder (written if missing)")
     meta.add_argument("--scale", default="full")
+    meta.add_argument("--repeat", type=int, default=1, help="pairs of runs (ours, then the baseline)")
     meta.set_defaults(func=bench_metadata)
     part = sub.add_parser("partition", help="our user partition and manifest vs Flower's NaturalIdPartitioner")
     part.add_argument("--data", default=str(ROOT / "bench_out" / "full"), help="replica folder (written if missing)")

@@ -113,7 +113,7 @@ def _short(value: Any, limit: int = 60) -> str:
 
 def records_to_columns(
     records: list[Any], first: int, fields: Sequence[Field], problems: ParseContext
-) -> dict[str, pa.Array]:
+) -> dict[str, pa.Array | pa.ChunkedArray]:
     """Turn parsed records (dicts) into one arrow array per field.
 
     Parameters
@@ -142,7 +142,7 @@ def records_to_columns(
     return {f.key: _column(records, first, f, problems) for f in fields}
 
 
-def _column(records: list[dict], first: int, spec: Field, problems: ParseContext) -> pa.Array:
+def _column(records: list[dict], first: int, spec: Field, problems: ParseContext) -> pa.Array | pa.ChunkedArray:
     values = [rec.get(spec.key) for rec in records]
     # pa.array would silently truncate 1.5 to an integer 1, and take True for the number 1.0: such values
     # (rare: Arrow's JSON reader refuses them, so they only reach this path) go through the checks.
@@ -158,7 +158,7 @@ def _column(records: list[dict], first: int, spec: Field, problems: ParseContext
 
 def table_to_columns(
     table: pa.Table, first: int, fields: Sequence[Field], problems: ParseContext
-) -> dict[str, pa.Array]:
+) -> dict[str, pa.Array | pa.ChunkedArray]:
     """Like :func:`records_to_columns`, for a slice already parsed by Arrow with the fields' types.
 
     A missing key is null in ``table``; a missing column means no record had the key.
@@ -166,15 +166,24 @@ def table_to_columns(
     columns = {}
     for spec in fields:
         if spec.key in table.column_names:
-            array = table[spec.key].combine_chunks()
+            array: pa.Array | pa.ChunkedArray = table[spec.key]
         else:
             array = pa.nulls(table.num_rows, type=spec.type)
         columns[spec.key] = validate_column(array, first, spec, problems)
     return columns
 
 
-def validate_column(array: pa.Array, first: int, spec: Field, problems: ParseContext) -> pa.Array:
-    """Flag missing (null, or an empty string) required values and values out of range; null out NaN (counted)."""
+def validate_column(
+    array: pa.Array | pa.ChunkedArray, first: int, spec: Field, problems: ParseContext
+) -> pa.Array | pa.ChunkedArray:
+    """Flag missing (null, or an empty string) required values and values out of range; null out NaN (counted).
+
+    A column that passes every check is returned as it is (a chunked array stays chunked).
+    """
+    if _plainly_valid(array, spec):
+        return array
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
     absent = array.is_null()
     if spec.required and pa.types.is_string(spec.type):  # "" names no file (the processed CSV says so too)
         absent = pc.or_(absent, pc.fill_null(pc.equal(array, ""), False))
@@ -193,6 +202,27 @@ def validate_column(array: pa.Array, first: int, spec: Field, problems: ParseCon
     if pa.types.is_floating(spec.type):
         array = _null_nan(array, spec, problems)
     return array
+
+
+def _plainly_valid(array: pa.Array | pa.ChunkedArray, spec: Field) -> bool:
+    """Whether :func:`validate_column` has nothing to flag: whole-column tests, no copy of the values.
+
+    (The common case: one pass for the range, one for NaN; anything else takes the detailed path.)
+    """
+    if spec.required and array.null_count:
+        return False
+    empty = spec.required and pa.types.is_string(spec.type) and len(array) > 0
+    if empty and pc.min(pc.binary_length(array)).as_py() == 0:
+        return False
+    if pa.types.is_floating(spec.type) and pc.any(pc.is_nan(array)).as_py():
+        return False
+    if spec.low is None and spec.high is None:
+        return True
+    bounds = pc.min_max(array)
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    if low is None:  # no value at all
+        return True
+    return (spec.low is None or low >= spec.low) and (spec.high is None or high <= spec.high)
 
 
 def _sanitise(values: list[Any], first: int, spec: Field, problems: ParseContext) -> pa.Array:

@@ -5,6 +5,7 @@ and counted in the file's report.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import Executor, Future
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,21 @@ def parse_dates(dates: pa.Array, problems: ParseContext) -> pa.Array:
     return parsed.cast(pa.timestamp("s", tz="UTC"))
 
 
+def start_side_columns(columns: Mapping[str, pa.Array], problems: ParseContext, pool: Executor) -> dict[str, Future]:
+    """Start, on ``pool``, the columns of :func:`images_table` that need no join: ``date`` and ``user``.
+
+    (Arrow releases the GIL: they are ready while the caller joins the annotations.)
+    """
+    return {
+        "date": pool.submit(parse_dates, columns["date"], problems),
+        "user": pool.submit(_users, columns["rights_holder"]),
+    }
+
+
+def _users(rights_holder: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return pc.dictionary_encode(_whole(rights_holder))  # one dictionary, not one per chunk
+
+
 def images_table(
     columns: Mapping[str, pa.Array],
     category_ids: np.ndarray,
@@ -41,8 +57,15 @@ def images_table(
     split: str,
     problems: ParseContext,
     report: FileReport,
+    side: Mapping[str, Future] | None = None,
 ) -> pa.Table:
-    """Assemble the images table from record columns, drop rows with a reason, and fill the report."""
+    """Assemble the images table from record columns, drop rows with a reason, and fill the report.
+
+    ``side``: the futures of :func:`start_side_columns`, if the caller started them.
+    """
+    side = side or {}
+    dates = side["date"].result() if "date" in side else parse_dates(columns["date"], problems)
+    users = side["user"].result() if "user" in side else _users(columns["rights_holder"])
     num_rows = len(category_ids)
     category_rows = taxonomy.rows_of(category_ids)
     latitude, longitude = columns["latitude"], columns["longitude"]
@@ -52,11 +75,11 @@ def images_table(
         "image_id": columns["id"],
         "split": pa.DictionaryArray.from_arrays(pa.array(np.zeros(num_rows, np.int32)), pa.array([split])),
         "file_name": columns["file_name"],
-        "user": pc.dictionary_encode(columns["rights_holder"]),
+        "user": users,
         "width": columns["width"],
         "height": columns["height"],
         "license": columns["license"],
-        "date": parse_dates(columns["date"], problems),
+        "date": dates,
         "latitude": pc.if_else(no_location, pa.scalar(None, pa.float64()), latitude),
         "longitude": pc.if_else(no_location, pa.scalar(None, pa.float64()), longitude),
         "location_uncertainty": columns["location_uncertainty"],
@@ -73,6 +96,10 @@ def images_table(
     report.nulled = dict(sorted(problems.nulled.items()))
     report.null_location = int(pc.sum(pc.is_null(table["latitude"])).as_py() or 0)
     return table
+
+
+def _whole(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
 def _examples(reasons: Mapping[int, str], limit: int = 5) -> dict[str, list[int]]:

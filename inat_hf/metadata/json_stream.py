@@ -2,21 +2,26 @@
 
 ``train.json`` is about 1 GB. Parsing it whole into Python objects (``json.load``) takes four to five times
 its size in memory. Here the top-level object is walked by a small scanner, and each large array
-(``images``, ``annotations``) is parsed in slices of about :data:`CHUNK_BYTES` with ``orjson``; every slice
-becomes typed columns at once and its Python objects are dropped. Peak memory is the file's bytes, the
-columns, and one slice.
+(``images``, ``annotations``) is cut into slices of about :data:`CHUNK_BYTES`, parsed by Arrow's JSON
+reader (:mod:`inat_hf.metadata.arrow_slices`) straight into typed columns, :data:`SLICES_AHEAD` slices at
+a time on worker threads, and handed to the sink in file order. No Python object is made per record. Peak
+memory is the file's bytes, the columns, and the slices in flight.
 
-Correctness does not rest on the scanner: a slice is cut at a ``}`` followed by ``,`` or ``]``, and a cut
-that falls inside a string can never parse (the left part ends inside that string), so the scanner tries
-the next cut. Anything the fast path cannot handle (arrays of non-objects, heavy escaping, invalid JSON)
-falls back to one ``orjson.loads`` of the whole file, which either succeeds or gives the parser's message
-and position in a :class:`~inat_hf.errors.MetadataError`.
+Correctness does not rest on the scanner: a slice Arrow refuses (a cut inside a string, a value of the
+wrong type, anything unusual) is parsed again with ``orjson``, and its records become columns one by one,
+so that the error names the record and the field. A slice is cut at a ``}`` followed by ``,`` or ``]``;
+a cut that falls inside a string can never parse (the left part ends inside that string), so the orjson
+path tries the next cut. Anything the fast path cannot handle (arrays of non-objects, invalid JSON) falls
+back to one ``orjson.loads`` of the whole file, which either succeeds or gives the parser's message and
+position in a :class:`~inat_hf.errors.MetadataError`.
 """
 
 from __future__ import annotations
 
 import codecs
+import os
 import re
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,19 +31,21 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pajson
 
 from inat_hf.errors import MetadataError
+from inat_hf.metadata.arrow_slices import find_slice, parse_slice
 
 CHUNK_BYTES = 16 * 2**20
 """Approximate size of one parsed slice of a large array."""
+SLICES_AHEAD = max(2, min(4, os.cpu_count() or 1))
+"""Slices parsed at once: one per core, at least two (parsing overlaps the column work), at most four (each
+slice in flight holds a copy of its bytes and its table)."""
 
 _MAX_CUT_TRIES = 16
 _WS = re.compile(rb"[ \t\n\r]*")
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _SCALAR = re.compile(rb"-?[0-9][0-9.eE+\-]*|true|false|null")
 _OBJECT_END = re.compile(rb"\}[ \t\n\r]*[,\]]")
-_SEPARATOR = re.compile(rb"\}[ \t\n\r]*,[ \t\n\r]*\{")
 
 ChunkSink = Callable[[list[Any] | pa.Table, int], None]
 """Receives one parsed slice of an array (a list of elements, or an Arrow table when the slice was parsed
@@ -260,19 +267,20 @@ def _container_end(data: bytes, pos: int) -> int:
 def _stream_array(data: bytes, pos: int, sink: ChunkSink, schema: pa.Schema | None) -> tuple[int, int]:
     """Parse the array of objects starting at ``data[pos] == '['`` in slices; return (count, end).
 
-    With a ``schema``, the next slice is parsed by Arrow in a background thread while this one goes to
-    the sink (Arrow releases the GIL), so parsing and column work overlap.
+    With a ``schema``, up to :data:`SLICES_AHEAD` slices are parsed by Arrow in worker threads (Arrow and
+    numpy release the GIL) while the finished ones go to the sink in order, so parsing uses every core
+    and overlaps the column work.
     """
     pos = _skip_ws(data, pos + 1)
     if data[pos : pos + 1] == b"]":
         return 0, pos + 1
     count = 0
-    with ThreadPoolExecutor(1, thread_name_prefix="inat-json") as pool:
-        ahead = _parse_ahead(pool, data, pos, schema)
+    with ThreadPoolExecutor(SLICES_AHEAD, thread_name_prefix="inat-json") as pool:
+        ahead = _Ahead(pool, data, schema, pos)
         while True:
-            elements, end, closed = _take(ahead, data, pos, schema)
+            elements, end, closed = ahead.take(pos)
             following = _skip_ws(data, end)
-            ahead = None if closed else _parse_ahead(pool, data, following, schema)
+            ahead.plan(following, closed)
             sink(elements, count)
             count += len(elements)
             if closed:
@@ -280,23 +288,47 @@ def _stream_array(data: bytes, pos: int, sink: ChunkSink, schema: pa.Schema | No
             pos = following
 
 
-def _parse_ahead(pool: ThreadPoolExecutor, data: bytes, start: int, schema: pa.Schema | None) -> Future | None:
-    """Start Arrow on the slice from ``start`` (``None`` without a schema): a future of (table, cut)."""
-    if schema is None:
-        return None
-    match = _OBJECT_END.search(data, min(start + CHUNK_BYTES, len(data))) or _last_cut(data, start)
-    if match is None:
-        return None
-    return pool.submit(lambda: (_arrow_slice(data[start : match.start() + 1], schema), match))
+class _Ahead:
+    """The slices submitted to Arrow ahead of the one being consumed: (start, future) in file order."""
+
+    def __init__(self, pool: ThreadPoolExecutor, data: bytes, schema: pa.Schema | None, start: int) -> None:
+        self.pool, self.data, self.schema = pool, data, schema
+        self.queue: deque[tuple[int, Future]] = deque()
+        self.next: int | None = start if schema is not None else None
+        self._fill()
+
+    def _fill(self) -> None:
+        while self.next is not None and len(self.queue) < SLICES_AHEAD:
+            start, cut = self.next, find_slice(self.data, self.next, CHUNK_BYTES)
+            if cut is None:  # no end in sight: the orjson path takes it from here
+                self.next = None
+                return
+            last, after, closed = cut
+            job = self.pool.submit(_parse_slice, self.data, start, last, self.schema, after, closed)
+            self.queue.append((start, job))
+            self.next = None if closed else _skip_ws(self.data, after)
+
+    def take(self, start: int) -> tuple[Any, int, bool]:
+        """The slice from ``start``: Arrow's table, or (if it refused or was not asked) the orjson path's list."""
+        if self.queue and self.queue[0][0] == start:
+            table, after, closed = self.queue.popleft()[1].result()
+            if table is not None:
+                return table, after, closed
+        return _next_slice(self.data, start)
+
+    def plan(self, following: int, closed: bool) -> None:
+        """Keep the queue going from ``following``; start afresh if it does not begin there."""
+        head = self.queue[0][0] if self.queue else self.next
+        if closed or head != following:
+            for _, future in self.queue:
+                future.cancel()
+            self.queue.clear()
+            self.next = None if closed or self.schema is None else following
+        self._fill()
 
 
-def _take(ahead: Future | None, data: bytes, start: int, schema: pa.Schema | None) -> tuple[Any, int, bool]:
-    """The slice Arrow parsed ahead, or (if it refused or there was none) the orjson path from ``start``."""
-    if ahead is not None:
-        table, match = ahead.result()
-        if table is not None:
-            return table, match.end(), match.group().endswith(b"]")
-    return _next_slice(data, start)
+def _parse_slice(data: bytes, start: int, last: int, schema: pa.Schema, after: int, closed: bool) -> tuple:
+    return parse_slice(data, start, last, schema), after, closed
 
 
 def _next_slice(data: bytes, start: int) -> tuple[list[Any], int, bool]:
@@ -323,26 +355,6 @@ def _next_slice(data: bytes, start: int) -> tuple[list[Any], int, bool]:
             continue
         return elements, match.end(), match.group().endswith(b"]")
     raise _FastPathFailed
-
-
-def _arrow_slice(chunk: bytes, schema: pa.Schema) -> pa.Table | None:
-    """Parse ``{...}, {...}, ...`` with Arrow's JSON reader, one object per line; ``None`` if it refuses.
-
-    Putting each object on its own line can only go wrong where a ``}, {`` sits inside a string; the string
-    then holds a raw line break, which is invalid JSON, so Arrow refuses and the slice goes to orjson.
-    """
-    options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-    read_options = pajson.ReadOptions(block_size=1 << 22)
-    # Compact files' separators first (bytes.replace is far faster than a regex), then any spacing.
-    separator = b"}, {" if b"}, {" in chunk[:65_536] else b"},{"  # json.dump's default, or compact
-    compact = chunk.replace(separator, b"}\n{")
-    for attempt in (compact, None):
-        text = _SEPARATOR.sub(b"}\n{", chunk) if attempt is None else attempt
-        try:
-            return pajson.read_json(pa.BufferReader(text), parse_options=options, read_options=read_options)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-            continue
-    return None
 
 
 def _array_closed_before(wrapped: bytes, error_pos: int) -> tuple[list[Any], int] | None:

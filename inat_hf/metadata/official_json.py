@@ -18,7 +18,8 @@ from __future__ import annotations
 import gzip
 import tarfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ import pyarrow.compute as pc
 from inat_hf import storage
 from inat_hf.errors import MetadataError
 from inat_hf.metadata.fields import Field, ParseContext, records_to_columns, table_to_columns
-from inat_hf.metadata.image_table import images_table
+from inat_hf.metadata.image_table import images_table, start_side_columns
 from inat_hf.metadata.json_stream import parse_document
 from inat_hf.metadata.report import FileReport
 from inat_hf.schema import Policy
@@ -152,30 +153,36 @@ def read_official_json(
     columns = _concat(images, IMAGE_FIELDS)
     has_annotations = "annotations" in doc.streamed and doc.streamed["annotations"] > 0
     report = FileReport(source=source, split=split, rows_in=doc.streamed["images"])
-    category_ids = _join(
-        columns,
-        _concat(annotations, ANNOTATION_FIELDS),
-        has_annotations,
-        taxonomy,
-        image_problems,
-        annotation_problems,
-        report,
-    )
-    table = images_table(columns, category_ids, taxonomy, split, image_problems, report)
+    with ThreadPoolExecutor(2, thread_name_prefix="inat-columns") as pool:
+        side = start_side_columns(columns, image_problems, pool)
+        category_ids = _join(
+            columns,
+            _concat(annotations, ANNOTATION_FIELDS),
+            has_annotations,
+            taxonomy,
+            image_problems,
+            annotation_problems,
+            report,
+        )
+        table = images_table(columns, category_ids, taxonomy, split, image_problems, report, side)
     return table, report, taxonomy
 
 
 def _to_columns(
     part: list[Any] | pa.Table, first: int, fields: Sequence[Field], problems: ParseContext
-) -> dict[str, pa.Array]:
+) -> dict[str, pa.Array | pa.ChunkedArray]:
     if isinstance(part, pa.Table):
         return table_to_columns(part, first, fields, problems)
     return records_to_columns(part, first, fields, problems)
 
 
-def _concat(chunks: list[dict[str, pa.Array]], fields: Sequence[Field]) -> dict[str, pa.ChunkedArray]:
+def _concat(chunks: list[dict[str, pa.Array | pa.ChunkedArray]], fields: Sequence[Field]) -> dict[str, pa.ChunkedArray]:
     """One chunked array per field (no copy of the slices)."""
-    return {f.key: pa.chunked_array([c[f.key] for c in chunks], type=f.type) for f in fields}
+    return {f.key: pa.chunked_array(_pieces(c[f.key] for c in chunks), type=f.type) for f in fields}
+
+
+def _pieces(arrays: Iterable[pa.Array | pa.ChunkedArray]) -> list[pa.Array]:
+    return [piece for array in arrays for piece in (array.chunks if isinstance(array, pa.ChunkedArray) else [array])]
 
 
 def _int_values(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
