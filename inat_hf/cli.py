@@ -8,6 +8,7 @@ reads by itself; ``--option KEY=VALUE`` passes non-secret fsspec options such as
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -68,12 +69,15 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     options = parse_storage_options(args.option)
     start = time.perf_counter()
+    local = "://" not in args.out or args.out.startswith("file://")
     counts = write_sample(
         args.out,
         scale=args.scale,
         seed=args.seed,
         metadata_only=args.metadata_only,
         tiny_images=args.tiny_images,
+        image_side=args.image_side,
+        processes=args.processes if args.processes is not None else (os.cpu_count() if local else None),
         storage_options=options,
         progress=True,
     )
@@ -82,7 +86,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         f"wrote the {counts.scale!r} replica (seed {counts.seed}) to {args.out} in {elapsed:.1f} s: "
         f"{counts.train_images:,} train + {counts.val_images:,} val images (and {counts.train_mini_images:,} "
         f"train_mini, a subset of train), {counts.users:,} users, "
-        f"{counts.jpegs_written:,} JPEGs"
+        f"{counts.jpegs_written:,} JPEGs written, {counts.jpegs_present:,} already complete "
+        f"({counts.jpeg_bytes:,} bytes of JPEGs)"
     )
     if not args.no_summary:
         print()
@@ -339,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument(
         "--tiny-images", action=argparse.BooleanOptionalAction, default=None, help="JPEGs of at most 32 px"
     )
+    sample.add_argument("--image-side", type=int, help="longer side of every JPEG in px, e.g. 32 (records follow)")
+    sample.add_argument("--processes", type=int, help="JPEG worker processes (default: one per core on local disk)")
     sample.add_argument("--no-summary", action="store_true", help="do not load the replica back and summarise")
     sample.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE")
     sample.set_defaults(func=_cmd_sample)

@@ -16,6 +16,8 @@ from inat_hf.storage.fetch import fetch_many
 from inat_hf.storage.files import (
     exists,
     file_token,
+    is_local,
+    is_per_process,
     list_files,
     list_names,
     list_sizes,
@@ -47,6 +49,8 @@ __all__ = [
     "exists",
     "fetch_many",
     "file_token",
+    "is_local",
+    "is_per_process",
     "list_files",
     "list_names",
     "list_sizes",
