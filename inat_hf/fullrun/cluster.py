@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import socket
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from inat_hf.fullrun import monitor, reports
+from inat_hf.fullrun.stages import say
 
 WORKERS = 2
 """Worker processes of the ``dask worker`` command."""
@@ -200,13 +202,19 @@ def prepare_stage(
     port = free_port()
     argv[-1] = f"tcp://127.0.0.1:{port}"
     log = sys.stderr.buffer
+    say(f"{stage}: a cluster on port {port} and {shlex.join(argv)}; SIGKILL at {kill_after} complete files")
     killed = _killed_run(argv, target, config, port, kill_after, log, scratch)
+    say(
+        f"{stage}: killed at {len(killed['files_at_kill'])} files (pids {killed['killed_pids']}); a new cluster, "
+        "the same command"
+    )
     resumed = _resumed_run(argv, port, log, scratch)
     report = json.loads((target / "prepare_report.json").read_text())
     planned = [entry["file"] for entry in report["files"]]
     at_kill = killed["files_at_kill"]
     after = [f for f in planned if f not in at_kill]
     chosen = sorted(_spread(at_kill, sample) + _spread(after, sample))
+    say(f"{stage}: resumed in {resumed['seconds']:,.1f} s; {len(chosen)} files written again from scratch elsewhere")
     rewrite = _rewrite_sample(argv, target, target.parent / f"{target.name}-rewrite", chosen, planned, log)
     rows = _rows(report, config)
     data_bytes = sum((target / f).stat().st_size for f in planned)
@@ -232,4 +240,5 @@ def prepare_stage(
                  ("rewrite", rewrite)) for p in part["processes"]]  # fmt: skip
     stage_report = reports.stage_report(stage, began, load, processes, result)
     reports.write_report(report_path, stage_report)
+    say(f"{stage}: done in {stage_report['seconds']:,.1f} s; " + "; ".join(result["facts"]))
     return stage_report

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -88,6 +89,11 @@ def _load_result(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def say(line: str) -> None:
+    """One line of the full run's own in a stage's log (standard error)."""
+    print(f"[full run] {line}", file=sys.stderr, flush=True)
+
+
 def role_of(argv: Sequence[str]) -> str:
     """A short name for a command: ``inat_hf.cli sample``, ``finetune_vit.py``, ``dask worker``."""
     words = list(argv)
@@ -109,6 +115,7 @@ def run_stage(
     standard output otherwise) go to this process's.
     """
     began, load = time.perf_counter(), os.getloadavg()
+    say(f"{stage}: {shlex.join(argv)}" + (f" > {stdout}" if stdout else ""))
     watch = monitor.Monitor()
     try:
         with open(stdout, "wb") if stdout else open(os.devnull, "wb") as out:
@@ -118,10 +125,12 @@ def run_stage(
         processes = watch.report()
         watch.close()
     if status != 0:
-        print(f"full run: stage {stage}: {argv[0]} exited with status {status}", file=sys.stderr)
+        say(f"{stage}: {argv[0]} exited with status {status}")
         return status
     report = reports.stage_report(stage, began, load, processes, _result(kind, data))
     reports.write_report(report_path, report)
+    say(f"{stage}: done in {report['seconds']:,.1f} s; " + "; ".join(report["result"].get("facts", [])))
+    say(f"{stage}: report {report_path}")
     return 0
 
 
