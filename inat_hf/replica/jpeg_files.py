@@ -147,10 +147,10 @@ class _Meter:
         if self.enabled and (now - self.shown >= 1 or done == self.total):
             self.shown, elapsed = now, now - self.start
             rate = (done - self.first[1]) / max(now - self.first[0], 1e-9)
-            left = (self.total - done) / rate if rate else float("nan")
+            left = f"about {(self.total - done) / rate:,.0f} s left" if rate else "time left not known yet"
             sys.stderr.write(
                 f"\r[inat_hf.sample] JPEGs: {done:,}/{self.total:,} ({self.counts.written:,} written, "
-                f"{self.counts.present:,} present), {rate:,.0f} files/s, {elapsed:,.0f} s, about {left:,.0f} s left   "
+                f"{self.counts.present:,} present), {rate:,.0f} files/s, {elapsed:,.0f} s, {left}   "
             )
             sys.stderr.flush()
 
