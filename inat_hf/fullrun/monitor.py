@@ -24,7 +24,7 @@ POLL_SECONDS = 0.2
 
 def peak_rss_of(pid: int) -> int | None:
     """The peak resident set size of a running process in bytes (``VmHWM``), else its current RSS; None if
-    it is gone.
+    it is gone (or a zombie).
     """
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as status:
@@ -34,7 +34,7 @@ def peak_rss_of(pid: int) -> int | None:
     except OSError:
         pass
     try:
-        return int(psutil.Process(pid).memory_info().rss)
+        return int(psutil.Process(pid).memory_info().rss) or None  # 0: a zombie, nothing to read
     except (psutil.Error, OSError):
         return None
 
