@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any
 
@@ -19,6 +20,8 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--tiny-images", action=argparse.BooleanOptionalAction, default=None, help="JPEGs of at most 32 px"
     )
+    parser.add_argument("--image-side", type=int, help="longer side of every JPEG in px, e.g. 32 (records follow)")
+    parser.add_argument("--processes", type=int, help="JPEG worker processes (default: one per core on local disk)")
     parser.add_argument("--no-summary", action="store_true", help="do not load the replica back and summarise")
     common.add_storage_option(parser, "fsspec option of OUT (no secrets)")
     parser.set_defaults(func=run)
@@ -32,12 +35,15 @@ def run(args: argparse.Namespace) -> int:
 
     options = common.parse_storage_options(args.option)
     start = time.perf_counter()
+    local = "://" not in args.out or args.out.startswith("file://")
     counts = write_sample(
         args.out,
         scale=args.scale,
         seed=args.seed,
         metadata_only=args.metadata_only,
         tiny_images=args.tiny_images,
+        image_side=args.image_side,
+        processes=args.processes if args.processes is not None else (os.cpu_count() if local else None),
         storage_options=options,
         progress=True,
     )
@@ -46,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         f"wrote the {counts.scale!r} replica (seed {counts.seed}) to {args.out} in {elapsed:.1f} s: "
         f"{counts.train_images:,} train + {counts.val_images:,} val images (and {counts.train_mini_images:,} "
         f"train_mini, a subset of train), {counts.users:,} users, "
-        f"{counts.jpegs_written:,} JPEGs"
+        f"{counts.jpegs_written:,} JPEGs written, {counts.jpegs_present:,} already complete "
+        f"({counts.jpeg_bytes:,} bytes of JPEGs)"
     )
     if not args.no_summary:
         print()

@@ -19,14 +19,17 @@ The model (all parameters are in :mod:`inat_hf.replica.taxonomy`, :mod:`inat_hf.
 * **Image records** (seeded): the official key order; ids 0..N-1 (train) then N..N+V-1 (val); uuid4 file
   names; realistic sizes, licences, dates, locations (3-5% null) and raw ``location_uncertainty``.
   Annotations are written in a shuffled order (a trap for loaders that pair lists by position).
-* **JPEGs**: real JPEG bytes of the record's exact size whose content shows the family, genus and species.
+* **JPEGs**: real JPEG bytes of the record's exact size whose content shows the family, genus and species;
+  with ``image_side`` (e.g. 32), every record is drawn that size, so that millions of files stay small.
+  Written one species per task, in threads or processes, resumably (:mod:`~inat_hf.replica.jpeg_files`).
 
 Same ``(scale, seed)``, byte-identical files.
 
 Modules: :mod:`~inat_hf.replica.build` (the replica in memory, and :func:`write_sample`),
 :mod:`~inat_hf.replica.taxonomy` (with :mod:`~inat_hf.replica.taxonomy_data` and
 :mod:`~inat_hf.replica.taxon_names`), :mod:`~inat_hf.replica.model` (users, counts, records, with
-:mod:`~inat_hf.replica.user_names`), :mod:`~inat_hf.replica.images` (JPEGs) and
+:mod:`~inat_hf.replica.user_names`), :mod:`~inat_hf.replica.images` (JPEGs), :mod:`~inat_hf.replica.jpeg_files`
+(writing them) and
 :mod:`~inat_hf.replica.json_writer` (the official files).
 """
 

@@ -10,7 +10,7 @@ import math
 import sys
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from inat_hf import storage
-from inat_hf.replica import images, json_writer, model
+from inat_hf.replica import jpeg_files, json_writer, model
 from inat_hf.replica.taxonomy import species_categories as _categories
 from inat_hf.taxonomy import RANKS
 
@@ -41,6 +41,10 @@ IMAGE_SCHEMA = pa.schema(
 )  # fmt: skip
 
 
+TINY_SIDE = 32
+"""The longer side of the tiny images (``tiny_images=True``, the ``tiny`` scale's default)."""
+MAX_IMAGE_SIDE = 4096
+"""The largest ``image_side`` accepted."""
 MINI_PER_SPECIES = 50
 """Images per species in the official ``train_mini`` (500,000 images for 10,000 species)."""
 
@@ -51,7 +55,8 @@ class Scale:
 
     ``species_step``: every k-th species id is kept (1 = all 10,000); ``count_scale``: fraction of each
     species' full train count kept (at least 1 image); ``users``: distinct rights holders in train;
-    ``val_per_species``: val images per species; ``tiny_images``: default for JPEG sides of at most 32 px.
+    ``val_per_species``: val images per species; ``tiny_images``: default for JPEG sides of at most 32 px
+    (:data:`TINY_SIDE`).
     """
 
     name: str
@@ -96,6 +101,8 @@ class SampleCounts:
     train_null_locations: int
     jpegs_written: int = 0
     train_mini_images: int = 0  # the train_mini subset: mini_per_species images of each species
+    jpegs_present: int = 0  # JPEGs found complete (a resumed write_sample) and left as they were
+    jpeg_bytes: int = 0  # bytes of every JPEG of the replica, written or present
 
 
 @dataclass(frozen=True)
@@ -144,10 +151,10 @@ def _info(scale: Scale, seed: int) -> dict[str, object]:
 
 def _split_table(
     split: str, first_id: int, species: np.ndarray, user: np.ndarray, users: model.Users,
-    tiny: bool, streams: list[np.random.Generator],
+    side: int | None, streams: list[np.random.Generator],
 ) -> pa.Table:  # fmt: skip
     n = len(species)
-    width, height = model.image_sizes(n, tiny, streams[0])
+    width, height = model.image_sizes(n, side, streams[0])
     lat, lon, uncertainty = model.locations(user, users, streams[1])
     dir_names = pa.array([c["image_dir_name"] for c in _categories()])
     file_name = pc.binary_join_element_wise(
@@ -187,7 +194,22 @@ def _rank_counts(species: np.ndarray) -> dict[str, int]:
     return {rank: len({c["name" if rank == "species" else rank] for c in present}) for rank in RANKS}
 
 
-def build_replica(scale: str = "small", seed: int = 0, *, tiny_images: bool | None = None) -> Replica:
+def image_side_of(spec: Scale, tiny_images: bool | None, image_side: int | None) -> int | None:
+    """The longer side of the replica's images: ``image_side``, else :data:`TINY_SIDE` with tiny images,
+    else None (realistic sizes, mostly 500 px). Raises ValueError for a side out of range or in conflict.
+    """
+    if image_side is None:
+        return TINY_SIDE if (spec.tiny_images if tiny_images is None else tiny_images) else None
+    if not 8 <= image_side <= MAX_IMAGE_SIDE:
+        raise ValueError(f"image_side={image_side!r} is invalid; allowed: 8 to {MAX_IMAGE_SIDE} pixels (e.g. 32)")
+    if tiny_images is False or (tiny_images and image_side != TINY_SIDE):
+        raise ValueError(f"image_side={image_side} and tiny_images={tiny_images} disagree; give one of them")
+    return image_side
+
+
+def build_replica(
+    scale: str = "small", seed: int = 0, *, tiny_images: bool | None = None, image_side: int | None = None
+) -> Replica:
     """Build a replica in memory (numpy/pyarrow columns, no I/O).
 
     Parameters
@@ -198,6 +220,10 @@ def build_replica(scale: str = "small", seed: int = 0, *, tiny_images: bool | No
         Seeds users, the image assignment and every image field; categories and counts are fixed.
     tiny_images : bool, optional
         JPEG sides of at most 32 px (the records' width/height follow); default: the scale's.
+    image_side : int, optional
+        The longer side of the images, 8 to 4096 px (90% of them; the others between half of it and it),
+        e.g. 32 for millions of small, learnable JPEGs; the records' width/height follow. ``tiny_images``
+        is ``image_side=32``.
 
     Returns
     -------
@@ -206,7 +232,7 @@ def build_replica(scale: str = "small", seed: int = 0, *, tiny_images: bool | No
         ``jpegs_written=0``.
     """
     spec = get_scale(scale)
-    tiny = spec.tiny_images if tiny_images is None else tiny_images
+    side = image_side_of(spec, tiny_images, image_side)
     root = np.random.SeedSequence([seed, zlib.crc32(spec.name.encode())])
     streams = [np.random.default_rng(s) for s in root.spawn(16)]
     species_ids = np.arange(0, 10_000, spec.species_step)
@@ -221,8 +247,8 @@ def build_replica(scale: str = "small", seed: int = 0, *, tiny_images: bool | No
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     k = np.repeat(np.arange(len(species_ids)), spec.val_per_species)
     val_user = train_user[starts[k] + np.floor(streams[8].random(len(k)) * counts[k]).astype(np.int64)]
-    train = _split_table("train", 0, train_species, train_user, users, tiny, streams[0:5])
-    val = _split_table("val", train.num_rows, val_species, val_user, users, tiny, streams[9:14])
+    train = _split_table("train", 0, train_species, train_user, users, side, streams[0:5])
+    val = _split_table("val", train.num_rows, val_species, val_user, users, side, streams[9:14])
     mini_stream = np.random.default_rng(root.spawn(1)[0])  # the 17th child: the first 16 draw as before
     train_mini = mini_subset(train, train_species, min(spec.mini_per_species, int(counts.min())), mini_stream)
     result_counts = SampleCounts(
@@ -253,39 +279,36 @@ def build_replica(scale: str = "small", seed: int = 0, *, tiny_images: bool | No
     )
 
 
-class _Progress:
+def _progress(enabled: bool) -> Callable[[str, int, int], None]:
     """A one-line progress report on stderr (only when asked for)."""
+    start = time.monotonic()
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled, self.start = enabled, time.monotonic()
-
-    def __call__(self, what: str, done: int, total: int) -> None:
-        if self.enabled:
-            elapsed = time.monotonic() - self.start
-            sys.stderr.write(f"\r[inat_hf.sample] {what}: {done:,}/{total:,} ({elapsed:.0f} s)   ")
+    def show(what: str, total: int, done: int) -> None:
+        if enabled:
+            sys.stderr.write(f"\r[inat_hf.sample] {what}: {done:,}/{total:,} ({time.monotonic() - start:.0f} s)   ")
             sys.stderr.flush()
 
-    def end(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
+    return show
 
 
-def _reported(
-    items: Iterator[tuple[str, bytes]], report: _Progress, what: str, total: int
-) -> Iterator[tuple[str, bytes]]:
-    for k, item in enumerate(items, 1):
-        if k % 500 == 0 or k == total:
-            report(what, k, total)
-        yield item
-
-
-def _jpeg_rows(table: pa.Table) -> list[tuple[str, int, int, str, str, int, int]]:
-    categories = _categories()
-    columns = [table.column(k).to_pylist() for k in ("file_name", "width", "height", "category_id", "id")]
-    return [
-        (name, w, h, str(categories[c]["family"]), str(categories[c]["genus"]), c, i)
-        for name, w, h, c, i in zip(*columns, strict=True)
-    ]
+def _write_metadata(loc: storage.Location, replica: Replica, progress: bool) -> bool:
+    """Write ``train.json``, ``val.json`` and ``train_mini.json``, leaving a file that already holds exactly
+    these bytes (so a rerun keeps its modification time, and the manifests cached on it); return whether
+    the JPEGs already there may be kept: no metadata file was there with other bytes (another replica).
+    """
+    report = _progress(progress)
+    header = {"info": replica.info, "categories": replica.categories, "licenses": replica.licenses}
+    same = True
+    for split, table in (("train", replica.train), ("val", replica.val), ("train_mini", replica.train_mini)):
+        order, label = replica.annotation_order[split], f"{split}.json"
+        if storage.exists(loc, label):
+            if json_writer.same_split(loc, label, table, header, order):
+                continue
+            same = False
+        json_writer.write_split(loc, label, table, header, order, functools.partial(report, label, table.num_rows))
+    if progress:
+        sys.stderr.write("\n")
+    return same
 
 
 def write_sample(
@@ -295,6 +318,8 @@ def write_sample(
     seed: int = 0,
     metadata_only: bool = False,
     tiny_images: bool | None = None,
+    image_side: int | None = None,
+    processes: int | None = None,
     storage_options: Mapping[str, object] | None = None,
     progress: bool = False,
 ) -> SampleCounts:
@@ -302,35 +327,37 @@ def write_sample(
 
     Writes ``train.json``, ``val.json`` and ``train_mini.json`` (streamed in chunks) and, unless
     ``metadata_only``, every ``train/<image_dir_name>/<uuid>.jpg``, ``val/...`` and ``train_mini/...`` JPEG
-    (made in threads, written concurrently; a train_mini JPEG has the bytes of its train image).
+    (a train_mini JPEG has the bytes of its train image). Resumable: files already complete with the same
+    bytes are left as they are (the JSON files are compared; a JPEG is complete once under its name), so a
+    rerun after a kill writes only the rest, and a second run writes nothing. If a JSON file there holds
+    another replica, everything is written again.
 
     Parameters
     ----------
     url : str
         The root folder, e.g. ``"/tmp/inat"``, ``"memory://inat"`` or ``"az://container/inat"``.
-    scale, seed, tiny_images
+    scale, seed, tiny_images, image_side
         As for :func:`build_replica`.
     metadata_only : bool
         Write the three JSON files only.
+    processes : int, optional
+        Draw and write the JPEGs in this many worker processes (default: threads in this process);
+        :mod:`inat_hf.replica.jpeg_files`.
     storage_options : Mapping, optional
         fsspec options (credentials), passed to :func:`inat_hf.storage.resolve`.
     progress : bool
-        Show a progress line on stderr.
+        Show progress on stderr (for the JPEGs: files/s and the time left).
     """
-    replica = build_replica(scale, seed, tiny_images=tiny_images)
+    replica = build_replica(scale, seed, tiny_images=tiny_images, image_side=image_side)
     loc = storage.resolve(url, storage_options)
-    report = _Progress(progress)
-    header = {"info": replica.info, "categories": replica.categories, "licenses": replica.licenses}
-    splits = (("train", replica.train), ("val", replica.val), ("train_mini", replica.train_mini))
-    for split, table in splits:
-        order = replica.annotation_order[split]
-        label, total = f"{split}.json", table.num_rows
-        json_writer.write_split(loc, label, table, header, order, functools.partial(report, label, total=total))
-    written = 0
-    if not metadata_only:
-        for split, table in splits:
-            rows = _jpeg_rows(table)
-            items = images.jpeg_items(rows, replica.seed)
-            written += storage.write_many(loc, _reported(items, report, f"{split} JPEGs", len(rows)))
-    report.end()
-    return dataclasses.replace(replica.counts, jpegs_written=written)
+    keep = _write_metadata(loc, replica, progress)
+    if metadata_only:
+        return replica.counts
+    splits = [("train", replica.train), ("val", replica.val), ("train_mini", replica.train_mini)]
+    done = jpeg_files.write_jpegs(loc, splits, replica.seed, resume=keep, processes=processes, progress=progress)
+    return dataclasses.replace(
+        replica.counts,
+        jpegs_written=done.written,
+        jpegs_present=done.present,
+        jpeg_bytes=done.bytes_written + done.bytes_present,
+    )

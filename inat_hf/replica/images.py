@@ -1,21 +1,17 @@
-"""Real JPEG bytes for the replica's image records, with a learnable signal, made cheaply in threads.
+"""Real JPEG bytes for the replica's image records, with a learnable signal (written by
+:mod:`inat_hf.replica.jpeg_files`).
 
 Each picture is a 24-pixel sketch scaled up to the record's exact width x height with PIL and encoded as
 JPEG (quality 80): a vertical gradient in the colours of the *family* (so the family is visible), one shape
 (ellipse, box, triangle or ring) in the colour of the *genus* with a stripe pattern set by the *species*,
 placed, sized and lit differently in every image, plus pixel noise. A small ViT can learn it; no two
-images are identical. PIL's resize and encode release the GIL, so a thread pool uses every core.
+images are identical. The picture depends only on its arguments, so any process draws the same bytes.
 """
 
 from __future__ import annotations
 
 import io
-import itertools
-import os
 import zlib
-from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
@@ -56,25 +52,3 @@ def render(width: int, height: int, family: str, genus: str, species: int, image
     buffer = io.BytesIO()
     sketch.resize((int(width), int(height)), Image.Resampling.BILINEAR).save(buffer, "JPEG", quality=QUALITY)
     return buffer.getvalue()
-
-
-def jpeg_items(
-    rows: Sequence[tuple[str, int, int, str, str, int, int]], seed: int, *, workers: int | None = None
-) -> Iterator[tuple[str, bytes]]:
-    """Yield (file_name, JPEG bytes) for rows of (file_name, width, height, family, genus, species, id).
-
-    Images are made by a thread pool, ``4 * workers`` chunks ahead at most, and yielded in row order.
-    """
-    workers = workers or max(1, min(8, os.cpu_count() or 1))
-    chunk = 32
-
-    def make(start: int) -> list[tuple[str, bytes]]:
-        return [(r[0], render(r[1], r[2], r[3], r[4], r[5], r[6], seed)) for r in rows[start : start + chunk]]
-
-    starts = iter(range(0, len(rows), chunk))
-    with ThreadPoolExecutor(workers, thread_name_prefix="inat-jpeg") as pool:
-        pending = deque(pool.submit(make, s) for s in itertools.islice(starts, 4 * workers))
-        while pending:
-            done = pending.popleft().result()
-            pending.extend(pool.submit(make, s) for s in itertools.islice(starts, 1))
-            yield from done

@@ -12,6 +12,7 @@ loader that pairs ``images[i]`` with ``annotations[i]`` gets wrong labels and mu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from typing import BinaryIO
 
 import numpy as np
 import orjson
@@ -47,6 +48,22 @@ def _joined(chunks: Iterator[bytes]) -> Iterator[bytes]:
             yield (b"," if k else b"") + chunk
 
 
+def split_chunks(
+    table: pa.Table,
+    header: Mapping[str, object],
+    annotation_order: np.ndarray,
+    tick: Callable[[int], None] = lambda rows: None,
+) -> Iterator[bytes]:
+    """The bytes of one split file, chunk by chunk (``tick(rows)`` after each chunk of image records)."""
+    yield b'{"info":' + orjson.dumps(header["info"]) + b',"images":['
+    for k, chunk in enumerate(_joined(_image_chunks(table))):
+        yield chunk
+        tick(min(table.num_rows, (k + 1) * CHUNK))
+    yield b'],"categories":' + orjson.dumps(header["categories"]) + b',"annotations":['
+    yield from _joined(_annotation_chunks(table, annotation_order))
+    yield b'],"licenses":' + orjson.dumps(header["licenses"]) + b"}"
+
+
 def write_split(
     loc: storage.Location,
     relative: str,
@@ -62,18 +79,32 @@ def write_split(
     """
     written = 0
     with storage.open_output(loc, relative) as out:
-
-        def put(data: bytes) -> None:
-            nonlocal written
-            out.write(data)
-            written += len(data)
-
-        put(b'{"info":' + orjson.dumps(header["info"]) + b',"images":[')
-        for k, chunk in enumerate(_joined(_image_chunks(table))):
-            put(chunk)
-            tick(min(table.num_rows, (k + 1) * CHUNK))
-        put(b'],"categories":' + orjson.dumps(header["categories"]) + b',"annotations":[')
-        for chunk in _joined(_annotation_chunks(table, annotation_order)):
-            put(chunk)
-        put(b'],"licenses":' + orjson.dumps(header["licenses"]) + b"}")
+        for chunk in split_chunks(table, header, annotation_order, tick):
+            out.write(chunk)
+            written += len(chunk)
     return written
+
+
+def same_split(
+    loc: storage.Location,
+    relative: str,
+    table: pa.Table,
+    header: Mapping[str, object],
+    annotation_order: np.ndarray,
+) -> bool:
+    """Whether the file at ``relative`` holds exactly the bytes :func:`write_split` would write (read as a
+    stream and compared chunk by chunk; the first difference stops the read).
+    """
+    with storage.open_binary(loc, relative) as existing:
+        for chunk in split_chunks(table, header, annotation_order):
+            if _read_exactly(existing, len(chunk)) != chunk:
+                return False
+        return existing.read(1) == b""
+
+
+def _read_exactly(handle: BinaryIO, size: int) -> bytes:
+    parts, left = [], size
+    while left > 0 and (part := handle.read(left)):
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)

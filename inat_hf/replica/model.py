@@ -21,7 +21,8 @@ Assignment (exact margins)
     a random train image of the same species.
 Image fields
     width/height: longer side 500 px (90%; else 240-499), aspect ratio from 1:1, 4:3, 3:2, 16:9 or a
-    random one, 75% landscape (``tiny``: longer side at most 32). Licence: the user's default (90%) or
+    random one, 75% landscape (with an image side ``S``, e.g. 32 for tiny JPEGs: longer side ``S`` (90%; else
+    ``S // 2`` to ``S - 1``), the JPEGs drawn at that size). Licence: the user's default (90%) or
     another. Date: year 2008-2020 with weights growing 40% a year, season peaking in the local summer,
     daytime minutes (8% midnight, i.e. date only). Latitude/longitude: home + N(0, 0.6 deg) (7% of images
     are taken on a trip to another region), rounded to 5 decimals, null for obscured users and for 1.5% of
@@ -171,13 +172,15 @@ def assign_users(species_position: np.ndarray, sizes: np.ndarray, rng: np.random
     return assignment
 
 
-def image_sizes(n: int, tiny: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Return (width, height) arrays: realistic aspect ratios, longer side usually 500 (tiny: <= 32)."""
+def image_sizes(n: int, side: int | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Return (width, height) arrays: realistic aspect ratios, longer side usually 500 (``side``: usually
+    ``side``, else ``side // 2`` to ``side - 1``; ``side=32`` gives the tiny images).
+    """
     kind = rng.choice(len(RATIOS) + 1, n, p=np.append(RATIO_WEIGHTS, 1 - RATIO_WEIGHTS.sum()))
     ratio = np.where(kind < len(RATIOS), RATIOS[np.minimum(kind, len(RATIOS) - 1)], 1 + rng.random(n))
     longer = np.where(rng.random(n) < 0.9, 500, rng.integers(240, 500, n))
-    if tiny:
-        longer = np.where(rng.random(n) < 0.9, 32, rng.integers(16, 32, n))
+    if side is not None:
+        longer = np.where(rng.random(n) < 0.9, side, rng.integers(side // 2, side, n))
     shorter = np.maximum(1, np.round(longer / ratio)).astype(np.int64)
     landscape = rng.random(n) < 0.75
     return np.where(landscape, longer, shorter), np.where(landscape, shorter, longer)

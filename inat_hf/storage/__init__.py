@@ -16,6 +16,7 @@ from inat_hf.storage.fetch import fetch_many
 from inat_hf.storage.files import (
     exists,
     is_local,
+    is_per_process,
     list_files,
     list_folder,
     list_sizes,
@@ -54,6 +55,7 @@ __all__ = [
     "file_token",
     "has_version",
     "is_local",
+    "is_per_process",
     "list_files",
     "list_folder",
     "list_names",

@@ -165,7 +165,8 @@ def write_bytes(loc: Location, relative: str, data: bytes) -> None:
         if isinstance(loc.fs, LocalFileSystem):
             staging = _staging(path)
             try:
-                loc.fs.pipe_file(staging, data)
+                with open(staging, "wb") as file:  # the builtin: a fifth of fsspec's cost per small file
+                    file.write(data)
                 os.replace(staging, path)
             finally:
                 if os.path.lexists(staging):
@@ -348,3 +349,8 @@ def open_atomic(loc: Location, relative: str) -> Iterator[BinaryIO]:
     if stored != written:
         remove(loc, relative)
         raise StorageError(loc.redact(f"{where(loc, relative)}: stored {stored} bytes of {written} written"))
+
+
+def is_per_process(loc: Location) -> bool:
+    """Whether ``loc`` lives in this process only (``memory://``): other processes cannot write to it."""
+    return isinstance(loc.fs, MemoryFileSystem)
