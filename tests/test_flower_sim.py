@@ -1,10 +1,12 @@
 """Flower: the ClientApp/ServerApp of ``inat_hf.train.flower.apps`` / ``inat_hf.train.flower.server`` and
-``scripts/flower_sim.py``, run for real through ``flwr.simulation.run_simulation`` (Ray backend).
+``scripts/flower_sim.py`` (their thin caller), run for real through ``flwr.simulation.run_simulation`` (Ray).
 
-The ``small`` replica (images capped at 64 px), ``family_user``, a tiny random ViT on CPU. The Ray run's
-metrics must equal those of ``inat_hf.train.fedavg.run_fedavg`` on the same clients with the same seeds
-(Flower's FedAvg over our clients is our FedAvg); FedAvgM's aggregation is checked against
-``server_update`` on hand-made replies. Bad input: each error names the thing and the fix.
+The ``small`` replica (images capped at 64 px), ``family_user``, a tiny random ViT on CPU; each node reads
+its client from the data folder with ``ClientStream``. The Ray run's metrics must equal those of
+``inat_hf.train.fedavg.run_fedavg`` on the builder's prepared clients with the same seeds (Flower's FedAvg over
+our clients is our FedAvg); FedAvgM's aggregation is checked against ``server_update`` on hand-made replies.
+Bad input: each error names the thing and the fix. ``flwr run`` and the Deployment Engine:
+``tests/test_flower_app.py``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 from test_finetune import FAMILIES, MAX_SIDE, REPO_ROOT, ROUND_KEYS  # the same replica sizes and metrics rows
+from test_flower_app import app_run_config  # flower_app/pyproject.toml's run config
 
 from inat_hf import ClientData
 from inat_hf.train.datasource import DataSource
@@ -186,15 +189,23 @@ def test_a_failing_client_stops_the_run_with_its_message(flower_run):
 # --- bad input --------------------------------------------------------------------------------------------
 
 
-def test_unknown_partition_and_too_many_nodes(source):
+def test_unknown_partition_and_too_many_nodes(source, small_replica):
     labels = label_names(source.split("train"))
     count = ClientData(source.split("train")).num_clients
     with pytest.raises(ValueError, match=rf"partition_id {count} is out of range: {count} partitions.*num_supernodes"):
         train_partition(count, _config(), _weights(labels), source, ModelSpec())
+    with pytest.raises(ValueError, match=r"partition_id 2 is out of range: 2 partitions, ids 0\.\.1"):
+        train_partition(2, _config(), _weights(labels), source, ModelSpec(), num_partitions=2)
+    with pytest.raises(
+        ValueError, match=rf"num_partitions={count + 1}, but the train split of family_user has {count}"
+    ):
+        train_partition(0, _config(), _weights(labels), source, ModelSpec(), num_partitions=count + 1)
+    data = {"data-dir": small_replica.url, "cache-dir": source.cache_dir, "set": f"max_image_side={MAX_SIDE}"}
+    too_many = app_run_config(**data, **{"num-nodes": count + 1, "clients-per-round": 2})
     with pytest.raises(ValueError, match=rf"num_nodes={count + 1}: the train split of family_user has {count} clients"):
-        run_flower_simulation(source, ModelSpec(), FedAvgSettings(clients_per_round=2), num_nodes=count + 1)
-    with pytest.raises(ValueError, match=r"clients_per_round=5, but the simulation has 4 nodes"):
-        run_flower_simulation(source, ModelSpec(), FedAvgSettings(clients_per_round=5), num_nodes=4)
+        run_flower_simulation(too_many)
+    with pytest.raises(ValueError, match=r"clients-per-round = 5: more than num-nodes = 4"):
+        run_flower_simulation(app_run_config(**data, **{"num-nodes": 4, "clients-per-round": 5}))
 
 
 def test_a_client_with_no_rows(source):

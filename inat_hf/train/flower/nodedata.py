@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
 from inat_hf import storage
+from inat_hf.errors import StorageNotFoundError
 from inat_hf.federated.stream import ClientStream
 from inat_hf.hub.export import attach_images, read_client
 from inat_hf.train.datasource import DataSource
@@ -58,7 +59,11 @@ def export_client_ids(url: str, config_name: str, storage_options: dict[str, Any
     """
     out = storage.resolve(url, storage_options)
     prefix = f"data/{config_name}/"
-    files = [f for f in storage.list_files(out, prefix) if f.rsplit("/", 1)[-1].startswith(f"{SPLIT}-")]
+    try:
+        listed = storage.list_files(out, prefix)
+    except StorageNotFoundError:
+        listed = []
+    files = [f for f in listed if f.rsplit("/", 1)[-1].startswith(f"{SPLIT}-")]
     if not files:
         raise ValueError(
             f"{out.url}: no {SPLIT!r} files for config {config_name!r} under {prefix}: export or prepare that "

@@ -67,7 +67,7 @@ def _get(config: Mapping[str, Any], key: str, kind: type | tuple[type, ...], whe
         raise ValueError(f"the Flower run config has no {key!r}: add it to {where}; keys: {sorted(config)}")
     value = config[key]
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+    if float in kinds and int not in kinds and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         names = " or ".join(k.__name__ for k in kinds)
@@ -109,8 +109,14 @@ def model_spec(model: str, new_head: bool = False) -> ModelSpec:
     return ModelSpec(checkpoint=model, new_head=new_head)
 
 
-def _source(config: Mapping[str, Any], where: str = _WHERE) -> DataSource:
-    """The data the run config (or a node config) names."""
+def run_source(config: Mapping[str, Any], where: str = _WHERE) -> DataSource:
+    """The data the run config names (its ``config``, ``set``, data location and ``storage-options``).
+
+    Raises
+    ------
+    ValueError
+        Neither or both of ``data-dir`` and ``export``, a bad ``set`` field, or a secret in ``storage-options``.
+    """
     from inat_hf.cli.overrides import parse_overrides
 
     data_dir, export = _optional(_get(config, "data-dir", str, where)), _optional(_get(config, "export", str, where))
@@ -206,7 +212,7 @@ class AppConfig:
             )
         val_limit, num_proc = _get(config, "val-limit", int), _get(config, "num-proc", int)
         return cls(
-            source=_source(config),
+            source=run_source(config),
             model=model_spec(_get(config, "model", str), _get(config, "new-head", bool)),
             settings=settings,
             strategy=strategy,
@@ -240,9 +246,9 @@ def node_source(run_config: Mapping[str, Any], node_config: Mapping[str, Any]) -
     run's.
     """
     if not any(node_config.get(key) for key in ("data-dir", "export")):
-        return _source(run_config)
+        return run_source(run_config)
     own = {key: str(node_config.get(key, "")) for key in NODE_DATA_KEYS}
-    return _source({**run_config, **own}, where="the SuperNode's --node-config")
+    return run_source({**run_config, **own}, where="the SuperNode's --node-config")
 
 
 def node_partition(node_config: Mapping[str, Any]) -> tuple[int, int | None]:
