@@ -31,6 +31,7 @@ from typing import Any
 
 import datasets
 import pytest
+import tomli
 import tomli_w
 from flwr.cli.build import build_fab_from_disk
 from flwr.cli.config_utils import load_and_validate
@@ -73,14 +74,10 @@ def test_flwr_validates_the_app_and_builds_its_bundle():
     assert any(dep.startswith("inaturalist-fl[") for dep in config["project"]["dependencies"])
     fab = get_fab_config(build_fab_from_disk(APP))
     assert flatten_dict(fab["tool"]["flwr"]["app"]["config"]) == app_run_config()
-    with (APP / "superlinks.toml").open("rb") as handle:
-        import tomllib
-
-        links = tomllib.load(handle)["superlink"]
-    assert links["default"] == "local-sim"
-    assert parse_superlink_connection(links["local-sim"], "local-sim").address == ":local:"
+    links = tomli.loads((APP / "superlinks.toml").read_text())["superlink"]
+    assert list(links) == ["deployment"]  # appended to the Flower config, beside its default `local`
     deployment = parse_superlink_connection(links["deployment"], "deployment")
-    assert deployment.insecure and deployment.address.startswith("127.0.0.1:")
+    assert deployment.insecure and deployment.address == "127.0.0.1:8000"
 
 
 def test_the_run_config_gives_every_setting():
