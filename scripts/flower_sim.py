@@ -12,41 +12,37 @@ r"""Federated ViT fine-tuning as a Flower simulation: a ClientApp per client, Fl
     # a manifest-only export plus your images (or an export written with images: no --images-dir)
     python scripts/flower_sim.py --export out/export --images-dir out/small --tiny --rounds 5 --out out/flower
 
-Each Flower node ``partition-id`` ``i`` trains on partition ``i`` of ``inat_hf.federated.partitioner.INatPartitioner``
-(the ``i``-th client of the ``train`` split in client-id order) for ``--local-epochs`` with
-``inat_hf``'s training code and returns its weights and example count; the ``ServerApp`` runs Flower's
-``FedAvg`` (``FedAvgM`` with ``--server-momentum`` or ``--server-lr``) over ``--clients-per-round`` nodes
-per round for ``--rounds`` rounds and evaluates the global model on the ``validation`` split before
-training and after every round. Runs through ``flwr.simulation.run_simulation`` (Ray backend); each
-client gets ``--client-cpus`` CPUs and ``--client-gpus`` GPUs (default: 1 on CUDA, else 0). Outputs in
-``--out``, as ``scripts/finetune_vit.py`` writes them: ``metrics.json``, ``metrics.csv``,
-``accuracy.png``. The apps are in :mod:`inat_hf.train.flower.apps` and :mod:`inat_hf.train.flower.server`.
-Needs the ``flower`` extra.
+It runs the Flower App of ``flower_app/`` (the same ``ClientApp`` and ``ServerApp``,
+:mod:`inat_hf.train.flower.apps` and :mod:`inat_hf.train.flower.server`) through
+``flwr.simulation.run_simulation`` (Ray backend) in this process, with the run config that these options
+make (the keys of ``[tool.flwr.app.config]``; ``flwr run flower_app`` is the other way to run it). Node
+``partition-id`` ``i`` trains the ``i``-th client of the ``train`` split in client-id order, reading that
+client's rows only, for ``--local-epochs``, and returns its weights and example count; the server runs
+Flower's ``FedAvg`` (``FedAvgM`` with ``--server-momentum`` or ``--server-lr``) over ``--clients-per-round``
+nodes per round for ``--rounds`` rounds and evaluates the global model on the ``validation`` split before
+training and after every round. Each client gets ``--client-cpus`` CPUs and ``--client-gpus`` GPUs of Ray
+(default: 1 on CUDA, else 0). Outputs in ``--out``, as ``scripts/finetune_vit.py`` writes them:
+``metrics.json``, ``metrics.csv``, ``accuracy.png``. Needs the ``flower`` extra.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from inat_hf.cli.common import parse_overrides
-from inat_hf.train.fedavg import FedAvgSettings
-from inat_hf.train.flower.apps import ModelSpec
+from inat_hf.train.flower.nodedata import client_ids
+from inat_hf.train.flower.runconfig import run_source
 from inat_hf.train.flower.server import run_flower_simulation
 from inat_hf.train.options import (  # the same data, model and optimisation options as finetune_vit.py
     add_data_arguments,
     add_model_arguments,
     add_optimisation_arguments,
-    training_data,
 )
-from inat_hf.train.report import round_reporter
-from inat_hf.train.training import LocalSettings, pick_device, seed_everything
+from inat_hf.train.training import seed_everything
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,61 +66,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The Flower App's run config (the keys of ``flower_app/pyproject.toml``) that the options name."""
+    size = "tiny" if args.tiny else args.size
+    config: dict[str, Any] = {
+        "config": args.config,
+        "set": " ".join(args.set),
+        "data-dir": args.data_dir or "",
+        "export": args.export or "",
+        "images": args.images or "",
+        "storage-options": " ".join(args.option),
+        "cache-dir": args.cache_dir or "",
+        "num-proc": args.num_proc,
+        "model": size or args.model,
+        "new-head": args.new_head,
+        "strategy": "fedavgm" if args.server_momentum or args.server_lr != 1.0 else "fedavg",
+        "server-lr": args.server_lr,
+        "server-momentum": args.server_momentum,
+        "rounds": args.rounds,
+        "num-nodes": args.num_supernodes or 0,
+        "clients-per-round": args.clients_per_round,
+        "node-wait-seconds": 60.0,  # the simulated nodes are there from the start
+        "local-epochs": args.local_epochs,
+        "max-local-steps": args.max_local_steps or 0,
+        "batch-size": args.batch_size,
+        "lr": args.lr,
+        "optimizer": args.optimizer,
+        "weight-decay": args.weight_decay,
+        "workers": args.workers,
+        "eval-batch-size": args.eval_batch_size,
+        "val-limit": args.val_limit or 0,
+        "seed": args.seed,
+        "out": args.out,
+    }
+    if not config["num-nodes"]:  # every client of the train split a node
+        config["num-nodes"] = int(client_ids(run_source(config)).size)
+    return config
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = Path(args.out)
     seed_everything(args.seed)
-    data = training_data(args)
-    size = "tiny" if args.tiny else args.size
-    spec = ModelSpec(checkpoint=None if size else args.model, size=size or "tiny", new_head=args.new_head)
-    local = LocalSettings(
-        epochs=args.local_epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        optimizer=args.optimizer,
-        weight_decay=args.weight_decay,
-        workers=args.workers,
-        max_steps=args.max_local_steps,
-    )
-    settings = FedAvgSettings(
-        rounds=args.rounds,
-        clients_per_round=args.clients_per_round,
-        local=local,
-        server_lr=args.server_lr,
-        server_momentum=args.server_momentum,
-        eval_batch_size=args.eval_batch_size,
-        seed=args.seed,
-    )
     gpus = args.client_gpus if args.client_gpus is not None else (1.0 if torch.cuda.is_available() else 0.0)
-    resources = {"num_cpus": args.client_cpus, "num_gpus": gpus}
-    meta: dict[str, Any] = {
-        "mode": "flower " + ("FedAvgM" if args.server_momentum or args.server_lr != 1.0 else "FedAvg"),
-        "config": args.config,
-        "overrides": parse_overrides(args.set),
-        "model": f"{size} random ViT" if size else args.model,
-        "device": str(pick_device()),
-        "val_limit": args.val_limit,
-        "num_supernodes": args.num_supernodes,
-        "client_resources": resources,
-        "settings": dataclasses.asdict(settings),
-    }
     try:
         run_flower_simulation(
-            data,
-            spec,
-            settings,
-            num_nodes=args.num_supernodes,
-            client_resources=resources,
+            run_config(args),
+            client_resources={"num_cpus": args.client_cpus, "num_gpus": gpus},
             ray_init_args={"num_cpus": args.ray_cpus} if args.ray_cpus else None,
-            on_round=round_reporter(out, meta, settings.rounds),
-            val_limit=args.val_limit,
         )
     except ValueError as err:
         raise SystemExit(str(err)) from err
-    print(f"metrics: {out / 'metrics.json'}, {out / 'metrics.csv'}; plot: {out / 'accuracy.png'}")
+    print(f"metrics: {args.out}/metrics.json, {args.out}/metrics.csv; plot: {args.out}/accuracy.png")
     return 0
 
 

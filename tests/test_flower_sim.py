@@ -1,10 +1,12 @@
 """Flower: the ClientApp/ServerApp of ``inat_hf.train.flower.apps`` / ``inat_hf.train.flower.server`` and
-``scripts/flower_sim.py``, run for real through ``flwr.simulation.run_simulation`` (Ray backend).
+``scripts/flower_sim.py`` (their thin caller), run for real through ``flwr.simulation.run_simulation`` (Ray).
 
-The ``small`` replica (images capped at 64 px), ``family_user``, a tiny random ViT on CPU. The Ray run's
-metrics must equal those of ``inat_hf.train.fedavg.run_fedavg`` on the same clients with the same seeds
-(Flower's FedAvg over our clients is our FedAvg); FedAvgM's aggregation is checked against
-``server_update`` on hand-made replies. Bad input: each error names the thing and the fix.
+The ``small`` replica (images capped at 64 px), ``family_user``, a tiny random ViT on CPU; each node reads
+its client from the data folder with ``ClientStream``. The Ray run's metrics must equal those of
+``inat_hf.train.fedavg.run_fedavg`` on the builder's prepared clients with the same seeds (Flower's FedAvg over
+our clients is our FedAvg); FedAvgM's aggregation is checked against ``server_update`` on hand-made replies.
+Bad input: each error names the thing and the fix. ``flwr run`` and the Deployment Engine:
+``tests/test_flower_app.py``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 from test_finetune import FAMILIES, MAX_SIDE, REPO_ROOT, ROUND_KEYS  # the same replica sizes and metrics rows
+from test_flower_app import app_run_config  # flower_app/pyproject.toml's run config
 
 from inat_hf import ClientData
 from inat_hf.train.data import TrainingData
@@ -50,7 +53,7 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="module")
-def training(small_replica, tmp_path_factory) -> TrainingData:
+def source(small_replica, tmp_path_factory) -> TrainingData:
     cache = str(tmp_path_factory.mktemp("flower-sim-cache"))
     prepared = TrainingData.of(data_dir=small_replica.url, overrides={"max_image_side": MAX_SIDE}, cache_dir=cache)
     prepared.prepare(num_proc=2)
@@ -88,17 +91,17 @@ def _weights(labels: list[str]) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_flower_simulation_through_ray_is_our_fedavg(script, training, small_replica, tmp_path):
+def test_flower_simulation_through_ray_is_our_fedavg(script, source, small_replica, tmp_path):
     options = "--tiny --num-supernodes 4 --clients-per-round 4 --rounds 2 --max-local-steps 3 --batch-size 4 "
     options += "--lr 3e-3 --val-limit 60 --seed 1 --threads 1 --ray-cpus 2 --client-cpus 1"
-    data = ["--data-dir", small_replica.url, "--cache-dir", training.cache_dir, "--set", f"max_image_side={MAX_SIDE}"]
+    data = ["--data-dir", small_replica.url, "--cache-dir", source.cache_dir, "--set", f"max_image_side={MAX_SIDE}"]
     args = [*data, *options.split(" "), "--out", str(tmp_path)]
     assert script.main(args) == 0
     report = json.loads((tmp_path / "metrics.json").read_text())
     assert report["mode"] == "flower FedAvg" and report["num_supernodes"] == 4
     rows = report["rows"]
     assert [row["round"] for row in rows] == [0, 1, 2] and [list(row) for row in rows] == [ROUND_KEYS] * 3
-    train = training.split("train")
+    train = source.split("train")
     clients = ClientData(train)
     sizes = [int(clients.sizes[list(clients.client_ids).index(c)]) for c in range(4)]
     for row in rows[1:]:
@@ -114,7 +117,7 @@ def test_flower_simulation_through_ray_is_our_fedavg(script, training, small_rep
     # the same clients, seeds and settings through our own FedAvg give the same numbers
     transform = make_transform(make_processor(size="tiny"))
     first_four = ClientData(with_pipeline(train.select(range(sum(sizes))), transform))
-    validation = limit(with_pipeline(training.split("validation"), transform), 60, 1)
+    validation = limit(with_pipeline(source.split("validation"), transform), 60, 1)
     seed_everything(1)
     model = make_model(label_names(train), size="tiny")
     local = LocalSettings(batch_size=4, lr=3e-3, max_steps=3)
@@ -127,18 +130,18 @@ def test_flower_simulation_through_ray_is_our_fedavg(script, training, small_rep
             assert flower_row["train_loss"] == pytest.approx(our_row["train_loss"], rel=1e-4)
 
 
-def test_a_partition_trains_on_its_own_client(training):
-    train = training.split("train")
+def test_a_partition_trains_on_its_own_client(source):
+    train = source.split("train")
     labels = label_names(train)
-    state, metrics = train_partition(7, _config(), _weights(labels), training, ModelSpec())
+    state, metrics = train_partition(7, _config(), _weights(labels), source, ModelSpec())
     clients = ClientData(train)
     size = int(clients.sizes[list(clients.client_ids).index(7)])
     assert metrics["client-id"] == 7 and metrics["num-examples"] == size
     assert metrics["steps"] == min(2, math.ceil(size / 4)) and metrics["loss-examples"] == min(size, 8)
     assert set(state) == set(_weights(labels)) and all(v.device.type == "cpu" for v in state.values())
-    again, _ = train_partition(7, _config(), _weights(labels), training, ModelSpec())
+    again, _ = train_partition(7, _config(), _weights(labels), source, ModelSpec())
     assert all(torch.equal(state[k], again[k]) for k in state)  # seeded by (seed, round, client)
-    other, _ = train_partition(7, _config(round_number=2), _weights(labels), training, ModelSpec())
+    other, _ = train_partition(7, _config(round_number=2), _weights(labels), source, ModelSpec())
     assert not all(torch.equal(state[k], other[k]) for k in state)
 
 
@@ -186,27 +189,35 @@ def test_a_failing_client_stops_the_run_with_its_message(flower_run):
 # --- bad input --------------------------------------------------------------------------------------------
 
 
-def test_unknown_partition_and_too_many_nodes(training):
-    labels = label_names(training.split("train"))
-    count = ClientData(training.split("train")).num_clients
+def test_unknown_partition_and_too_many_nodes(source, small_replica):
+    labels = label_names(source.split("train"))
+    count = ClientData(source.split("train")).num_clients
     with pytest.raises(ValueError, match=rf"partition_id {count} is out of range: {count} partitions.*num_supernodes"):
-        train_partition(count, _config(), _weights(labels), training, ModelSpec())
+        train_partition(count, _config(), _weights(labels), source, ModelSpec())
+    with pytest.raises(ValueError, match=r"partition_id 2 is out of range: 2 partitions, ids 0\.\.1"):
+        train_partition(2, _config(), _weights(labels), source, ModelSpec(), num_partitions=2)
+    with pytest.raises(
+        ValueError, match=rf"num_partitions={count + 1}, but the train split of family_user has {count}"
+    ):
+        train_partition(0, _config(), _weights(labels), source, ModelSpec(), num_partitions=count + 1)
+    data = {"data-dir": small_replica.url, "cache-dir": source.cache_dir, "set": f"max_image_side={MAX_SIDE}"}
+    too_many = app_run_config(**data, **{"num-nodes": count + 1, "clients-per-round": 2})
     with pytest.raises(ValueError, match=rf"num_nodes={count + 1}: the train split of family_user has {count} clients"):
-        run_flower_simulation(training, ModelSpec(), FedAvgSettings(clients_per_round=2), num_nodes=count + 1)
-    with pytest.raises(ValueError, match=r"clients_per_round=5, but the simulation has 4 nodes"):
-        run_flower_simulation(training, ModelSpec(), FedAvgSettings(clients_per_round=5), num_nodes=4)
+        run_flower_simulation(too_many)
+    with pytest.raises(ValueError, match=r"clients-per-round = 5: more than num-nodes = 4"):
+        run_flower_simulation(app_run_config(**data, **{"num-nodes": 4, "clients-per-round": 5}))
 
 
-def test_a_client_with_no_rows(training):
+def test_a_client_with_no_rows(source):
     model = make_model(["a", "b"], size="tiny")
-    empty = with_pipeline(training.split("train").select([]), make_transform(make_processor(size="tiny")))
+    empty = with_pipeline(source.split("train").select([]), make_transform(make_processor(size="tiny")))
     with pytest.raises(ValueError, match=r"no rows: a client needs at least one example .*min_client_size"):
         train_local(model, empty, LocalSettings())
 
 
-def test_weights_of_another_label_count(training):
+def test_weights_of_another_label_count(source):
     with pytest.raises(ValueError, match=rf"classify 5 labels, but this model .* has {FAMILIES}: .*same config"):
-        train_partition(0, _config(), _weights(["a", "b", "c", "d", "e"]), training, ModelSpec())
+        train_partition(0, _config(), _weights(["a", "b", "c", "d", "e"]), source, ModelSpec())
 
 
 def test_a_checkpoint_with_other_labels(tmp_path):

@@ -83,6 +83,14 @@ class ClientStream:
         """Number of clients of the config (held-out ones included)."""
         return self._index.num_rows
 
+    def client_ids(self, split: str = "train") -> np.ndarray:
+        """The ids of the clients that have rows of ``split`` (``train`` or ``test``), increasing: the clients
+        of that split of the prepared dataset, in the order of ``INatPartitioner``'s partitions.
+        """
+        if split not in ("train", "test"):
+            raise ValueError(f"clients have train and test rows, not {split!r}")
+        return np.flatnonzero(self._index.column(f"{split}_length").to_numpy() > 0).astype(np.int64)
+
     def client_size(self, client_id: int, split: str = "train") -> int:
         """Rows of ``split`` that a client has in the manifest."""
         if split not in ("train", "test"):

@@ -1,8 +1,8 @@
 """The data of a training run: a prepared builder config or an export, with its images.
 
 A :class:`TrainingData` is a small frozen (picklable, hashable) description, so that the same data can be
-opened in the driver and again in every Flower simulation worker process (``scripts/finetune_vit.py`` and
-``scripts/flower_sim.py`` share it)::
+opened in the driver and again in every Flower worker process (``scripts/finetune_vit.py`` and the Flower
+App share it; a Flower node reads only its client of it, :mod:`inat_hf.train.flower.nodedata`)::
 
     data = TrainingData.of(config="family_user", data_dir="out/small")
     data.prepare()                       # the builder's download_and_prepare, once, in the driver

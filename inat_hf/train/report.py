@@ -1,6 +1,7 @@
 """The files a training run leaves: ``metrics.json``, ``metrics.csv`` and ``accuracy.png``.
 
-One writer for ``scripts/finetune_vit.py`` (central and FedAvg) and ``scripts/flower_sim.py`` (Flower):
+One writer for ``scripts/finetune_vit.py`` (central and FedAvg) and the Flower App's ServerApp (``flwr run
+flower_app``, ``scripts/flower_sim.py``):
 ``metrics.json`` holds the run's settings (``meta``) and one row per round or epoch, ``metrics.csv`` the
 same rows (lists joined by spaces), ``accuracy.png`` the validation accuracy and the losses against the
 round or epoch.

@@ -1,39 +1,34 @@
-"""The Flower ``ClientApp`` for ViT fine-tuning on iNat-FL.
+"""The Flower ``ClientApp`` for ViT fine-tuning on iNat-FL: ``app``, the component of ``flower_app/``.
 
-The ``ServerApp`` and the simulation are in :mod:`inat_hf.train.flower.server`::
-
-    data = TrainingData.of(config="family_user", data_dir="out/small")
-    data.prepare()
-    rows = run_flower_simulation(data, ModelSpec(size="tiny"), FedAvgSettings(rounds=5, clients_per_round=10))
-
-Node ``partition-id`` ``i`` (Flower's ``node_config``) trains on partition ``i`` of
-:class:`inat_hf.federated.partitioner.INatPartitioner` over the data's ``train`` split (the ``i``-th client in
-client-id order); the split, its input pipeline and the model are opened once per worker process. It
-loads the server's weights, trains with :func:`inat_hf.train.training.train_local` for the round's
-``local-epochs`` (settings in the message's ``ConfigRecord``), shuffling with
-:func:`inat_hf.train.fedavg.client_seed` (seed, round, client id), and replies with its weights and its
-``num-examples`` (Flower's FedAvg weight), steps and summed loss.
+``flwr run flower_app`` runs it on every SuperNode (the Deployment Engine) or simulated node: it reads the
+run config (:class:`inat_hf.train.flower.runconfig.AppConfig`) and the node config: ``partition-id`` ``i``
+(Flower sets it in a simulation; ``flower-supernode --node-config`` on a real node) is the ``i``-th client of
+the ``train`` split in client-id order, and the node reads that client's rows only
+(:mod:`inat_hf.train.flower.nodedata`), from the node's own copy when its node config names one
+(:func:`~inat_hf.train.flower.runconfig.node_source`). It loads the server's weights, trains with
+:func:`inat_hf.train.training.train_local` for the round's ``local-epochs`` (settings in the message's
+``ConfigRecord``), shuffling with :func:`inat_hf.train.fedavg.client_seed` (seed, round, client id), and
+replies with its weights and its ``num-examples`` (Flower's FedAvg weight), steps and summed loss.
+The ``ServerApp`` is in :mod:`inat_hf.train.flower.server`.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from inat_hf.federated.partitioner import INatPartitioner
 from inat_hf.train.data import TrainingData
 from inat_hf.train.fedavg import FedAvgSettings, client_seed
+from inat_hf.train.flower.nodedata import client_rows, partition_client
+from inat_hf.train.flower.runconfig import AppConfig, ModelSpec, node_partition, node_source
 from inat_hf.train.training import (
     LocalSettings,
     label_names,
     load_weights,
-    make_model,
-    make_processor,
     make_transform,
     pick_device,
     train_local,
@@ -48,23 +43,6 @@ except ImportError as err:
         'inat_hf.train.flower.apps needs Flower: pip install "inaturalist-fl[flower]" '
         "(the flower extra of pyproject.toml: the Flower version this project is tested with)"
     ) from err
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """The ViT every node builds: ``checkpoint`` (a name or path), or a random ViT of ``size``."""
-
-    checkpoint: str | None = None
-    size: str = "tiny"
-    new_head: bool = False
-
-    def processor(self) -> Any:
-        """The image processor of the model (its input size and normalisation)."""
-        return make_processor(checkpoint=self.checkpoint, size=self.size)
-
-    def build(self, labels: list[str]) -> torch.nn.Module:
-        """The model over ``labels`` (see :func:`inat_hf.train.training.make_model`)."""
-        return make_model(labels, checkpoint=self.checkpoint, size=self.size, new_head=self.new_head)
 
 
 # --- client -----------------------------------------------------------------------------------------------
@@ -90,12 +68,9 @@ def integer(record: Mapping[str, Any], key: str) -> int:
 
 
 @functools.lru_cache(maxsize=2)
-def client_side(data: TrainingData, model: ModelSpec) -> tuple[INatPartitioner, torch.nn.Module]:
-    """The partitioner over the data's ``train`` split (model inputs) and a model, once per process."""
-    train = data.split("train")
-    partitioner = INatPartitioner()
-    partitioner.dataset = with_pipeline(train, make_transform(model.processor()))
-    return partitioner, model.build(label_names(train))
+def client_model(model: ModelSpec, labels: tuple[str, ...]) -> tuple[torch.nn.Module, Any]:
+    """The model over ``labels`` and its input transform, once per process (each round loads new weights)."""
+    return model.build(list(labels)), make_transform(model.processor())
 
 
 def local_settings(config: Mapping[str, Any]) -> LocalSettings:
@@ -133,10 +108,11 @@ def train_partition(
     partition_id: int,
     config: Mapping[str, Any],
     weights: Mapping[str, torch.Tensor],
-    data: TrainingData,
+    source: TrainingData,
     model_spec: ModelSpec,
+    num_partitions: int | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """One client's round: its partition, the server's ``weights``, local training as ``config`` says.
+    """One client's round: its partition's rows only, the server's ``weights``, local training as ``config`` says.
 
     Returns the new weights (on the CPU) and the reply's metrics: ``num-examples`` (FedAvg's weight),
     ``steps``, ``loss-sum`` and ``loss-examples`` (the summed loss and examples of every step),
@@ -148,18 +124,19 @@ def train_partition(
         If ``partition_id`` is not a partition of the split, the partition has no rows, the server's weights
         do not fit this client's model (another config's label count), or an image is missing.
     """
-    partitioner, model = client_side(data, model_spec)
-    client_id = partitioner.partition_id_to_client_id(partition_id)
-    partition = partitioner.load_partition(partition_id)
-    if len(partition) == 0:
+    client_id = partition_client(source, partition_id, num_partitions)
+    rows = client_rows(source, client_id)
+    model, transform = client_model(model_spec, tuple(label_names(rows)))
+    data = with_pipeline(rows, transform)
+    if len(data) == 0:
         raise ValueError(
-            f"partition {partition_id} (client {client_id}) of {data.config} has no train rows: give the "
+            f"partition {partition_id} (client {client_id}) of {source.config} has no train rows: give the "
             "simulation only clients with rows (raise min_client_size, or fewer num_supernodes)"
         )
     load_weights(model, weights, source="the Flower server")
     model.to(pick_device())
     seed = client_seed(integer(config, "seed"), integer(config, "server-round"), client_id)
-    result = train_local(model, partition, local_settings(config), seed=seed)
+    result = train_local(model, data, local_settings(config), seed=seed)
     metrics: dict[str, Any] = {
         "num-examples": result.examples,
         "steps": len(result.losses),
@@ -170,26 +147,34 @@ def train_partition(
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, metrics
 
 
-def train_client(message: Message, context: Context, data: TrainingData, model_spec: ModelSpec) -> Message:
-    """The ClientApp's train handler: :func:`train_partition` of the node's ``partition-id``."""
+def train_client(message: Message, context: Context, run_config: Mapping[str, Any] | None = None) -> Message:
+    """The ClientApp's train handler: :func:`train_partition` of the node's ``partition-id``, on the data of
+    :func:`~inat_hf.train.flower.runconfig.node_source` (``run_config``, default the context's).
+    """
+    run = context.run_config if run_config is None else run_config
+    spec = AppConfig.from_run_config(run).model
+    partition_id, num_partitions = node_partition(context.node_config)
     weights = message.content.array_records["arrays"].to_torch_state_dict()
-    state, metrics = train_partition(
-        int(context.node_config["partition-id"]),
-        message.content.config_records["config"],
-        weights,
-        data,
-        model_spec,
-    )
+    config = message.content.config_records["config"]
+    source = node_source(run, context.node_config)
+    state, metrics = train_partition(partition_id, config, weights, source, spec, num_partitions)
     reply = RecordDict({"arrays": ArrayRecord(state), "metrics": MetricRecord(metrics)})
     return Message(reply, reply_to=message)
 
 
-def make_client_app(data: TrainingData, model: ModelSpec) -> ClientApp:
-    """The ``ClientApp`` of :func:`train_client` (picklable: Ray ships it to its worker processes)."""
-    app = ClientApp()
+def client_app_for(run_config: Mapping[str, Any] | None = None) -> ClientApp:
+    """A ``ClientApp`` of :func:`train_client`: with ``run_config`` (``scripts/flower_sim.py``, whose
+    ``run_simulation`` passes none), else the context's (``flwr run``). Picklable: Ray ships it to its workers.
+    """
+    client = ClientApp()
+    fixed = dict(run_config) if run_config is not None else None
 
-    @app.train()
+    @client.train()
     def train(message: Message, context: Context) -> Message:
-        return train_client(message, context, data, model)
+        return train_client(message, context, fixed)
 
-    return app
+    return client
+
+
+app = client_app_for()
+"""The ClientApp component of ``flower_app/pyproject.toml`` (``inat_hf.train.flower.apps:app``)."""

@@ -1,13 +1,18 @@
-"""The Flower ``ServerApp`` for ViT fine-tuning on iNat-FL, and :func:`run_flower_simulation`.
+"""The Flower ``ServerApp`` for ViT fine-tuning on iNat-FL (``app``, the component of ``flower_app/``), and
+:func:`run_flower_simulation`.
 
-Flower's ``FedAvg`` (``FedAvgM`` when ``server_momentum`` or ``server_lr`` is set: the same update as
-:func:`inat_hf.train.fedavg.server_update`) samples ``clients_per_round`` nodes per round and sends them the
-global weights and the local settings (:func:`inat_hf.train.flower.apps.train_config`); the global model is
-evaluated on the central ``validation`` split before training and after every round (Flower's
-``evaluate_fn``), giving the rows of :func:`inat_hf.train.fedavg.run_fedavg`. A client that fails stops the
-run with its error (Flower's own strategies would average the others and go on). Flower samples the
-cohort with ``random.sample`` over node ids, so cohorts differ between runs unless every node trains every
-round. :func:`run_flower_simulation` runs the apps with ``flwr.simulation.run_simulation`` (Ray backend).
+The ServerApp reads the run config (:class:`inat_hf.train.flower.runconfig.AppConfig`), builds the model
+and the central ``validation`` split from the run's data, waits for ``num-nodes`` nodes, and runs Flower's
+``FedAvg`` (``FedAvgM`` with ``strategy = "fedavgm"``, a server momentum or a server lr: the same update as
+:func:`inat_hf.train.fedavg.server_update`): each round it samples ``clients-per-round`` nodes and sends
+them the global weights and the local settings (:func:`inat_hf.train.flower.apps.train_config`); the global
+model is evaluated on the validation split before training and after every round (Flower's
+``evaluate_fn``), giving the rows of :func:`inat_hf.train.fedavg.run_fedavg`, written to ``out`` as
+``metrics.json``, ``metrics.csv`` and ``accuracy.png`` (:mod:`inat_hf.train.report`) whether the nodes
+are simulated or real. A client that fails stops the run with its error (Flower's own strategies would
+average the others and go on). Flower samples the cohort with ``random.sample`` over node ids, so cohorts
+differ between runs unless every node trains every round. :func:`run_flower_simulation` runs the same apps
+with ``flwr.simulation.run_simulation`` (Ray backend), as ``scripts/flower_sim.py`` does.
 """
 
 from __future__ import annotations
@@ -15,13 +20,16 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from inat_hf.train.data import TrainingData
 from inat_hf.train.fedavg import FedAvgSettings
-from inat_hf.train.flower.apps import ModelSpec, client_side, integer, make_client_app, number, train_config
+from inat_hf.train.flower.apps import client_app_for, integer, number, train_config
+from inat_hf.train.flower.nodedata import client_ids
+from inat_hf.train.flower.runconfig import AppConfig
+from inat_hf.train.report import round_reporter
 from inat_hf.train.training import (
     Rows,
     evaluate,
@@ -104,9 +112,10 @@ def aggregate_train_metrics(records: list[RecordDict], weighted_by_key: str) -> 
     )
 
 
-def make_strategy(settings: FedAvgSettings, num_nodes: int) -> FedAvg:
-    """Flower's ``FedAvg`` (``FedAvgM`` with server momentum or a server lr) sampling ``clients_per_round``
-    of ``num_nodes`` nodes per round, without federated evaluation (the server evaluates centrally).
+def make_strategy(settings: FedAvgSettings, num_nodes: int, *, algorithm: str | None = None) -> FedAvg:
+    """Flower's ``FedAvg`` (``FedAvgM`` with server momentum or a server lr, or with ``algorithm="fedavgm"``)
+    sampling ``clients_per_round`` of ``num_nodes`` nodes per round, without federated evaluation (the server
+    evaluates centrally).
     """
     k = settings.clients_per_round
     if k > num_nodes:
@@ -118,7 +127,7 @@ def make_strategy(settings: FedAvgSettings, num_nodes: int) -> FedAvg:
         "fraction_evaluate": 0.0,
         "train_metrics_aggr_fn": aggregate_train_metrics,
     }
-    if settings.server_momentum or settings.server_lr != 1.0:
+    if algorithm == "fedavgm" or settings.server_momentum or settings.server_lr != 1.0:
         return StrictFedAvgM(
             **common, server_learning_rate=settings.server_lr, server_momentum=settings.server_momentum
         )
@@ -171,90 +180,140 @@ class RoundRecorder:
         return MetricRecord({"val-loss": metrics["loss"], "val-accuracy": metrics["accuracy"]})
 
 
-def make_server_app(
-    model: torch.nn.Module,
-    validation: Any,
-    settings: FedAvgSettings,
-    *,
-    num_nodes: int,
-    on_round: Callable[[Rows], None] | None = None,
-) -> tuple[ServerApp, RoundRecorder]:
-    """The ``ServerApp`` and the recorder whose ``rows`` it fills (round 0: the initial model).
-
-    ``model`` holds the initial weights and is evaluated on ``validation`` (model inputs) on
-    :func:`pick_device`; it ends with the final global weights.
+def run_rounds(grid: Grid, recorder: RoundRecorder, num_nodes: int, algorithm: str | None = None) -> None:
+    """Flower's strategy (:func:`make_strategy`) over the grid from the recorder's model, for the settings'
+    rounds; the recorder evaluates the global model before training and after every round.
     """
-    recorder = RoundRecorder(model, validation, settings, on_round)
-    app = ServerApp()
+    settings, model = recorder.settings, recorder.model
+    seed_everything(settings.seed)
+    strategy = make_strategy(settings, num_nodes, algorithm=algorithm)
+    strategy.train_metrics_aggr_fn = recorder.aggregate
+    model.to(pick_device())
+    initial = ArrayRecord({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    strategy.start(
+        grid=grid,
+        initial_arrays=initial,
+        num_rounds=settings.rounds,
+        train_config=train_config(settings),
+        evaluate_fn=recorder.evaluate,
+    )
 
-    @app.main()
+
+def wait_for_nodes(grid: Grid, count: int, seconds: float) -> None:
+    """Wait until ``count`` nodes are connected (Flower would wait for ever).
+
+    Raises
+    ------
+    TimeoutError
+        If fewer are connected after ``seconds``, naming how many and what to do.
+    """
+    deadline = time.monotonic() + seconds
+    while (connected := len(list(grid.get_node_ids()))) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{connected} of num-nodes = {count} SuperNodes connected within node-wait-seconds = {seconds:g}: "
+                "start the missing SuperNodes (flower-supernode --superlink ...), or lower num-nodes in the run "
+                "config (a simulation has --federation-config num-supernodes=N nodes)"
+            )
+        time.sleep(1.0)
+
+
+def server_side(config: AppConfig, on_round: Callable[[Rows], None] | None = None) -> RoundRecorder:
+    """The run's model (initial weights) and its evaluation on the central validation split, in a recorder."""
+    config.source.prepare(num_proc=config.num_proc)
+    validation = config.source.split("validation")
+    transform = make_transform(config.model.processor())
+    seed_everything(config.settings.seed)
+    model = config.model.build(label_names(validation))
+    data = limit(with_pipeline(validation, transform), config.val_limit, config.settings.seed)
+    return RoundRecorder(model, data, config.settings, on_round)
+
+
+def serve(grid: Grid, run_config: Mapping[str, Any]) -> RoundRecorder:
+    """The ServerApp's work: read the run config, wait for ``num-nodes`` nodes, run the rounds, and write
+    ``metrics.json``, ``metrics.csv`` and ``accuracy.png`` under ``out`` after every round.
+
+    Raises
+    ------
+    ClientFailedError
+        If a client fails (its message included) or the strategy stops before the last round.
+    """
+    config = AppConfig.from_run_config(run_config)
+    meta = config.meta(str(pick_device()))
+    on_round = round_reporter(Path(config.out), meta, config.settings.rounds) if config.out else None
+    recorder = server_side(config, on_round)
+    wait_for_nodes(grid, config.num_nodes, config.node_wait_seconds)
+    run_rounds(grid, recorder, config.num_nodes, config.strategy)
+    if len(recorder.rows) != config.settings.rounds + 1:
+        raise ClientFailedError(f"the run ended after {len(recorder.rows) - 1} of {config.settings.rounds} rounds")
+    return recorder
+
+
+def server_app_for(run_config: Mapping[str, Any] | None = None, results: list[Any] | None = None) -> ServerApp:
+    """A ``ServerApp`` of :func:`serve`: with ``run_config`` (``scripts/flower_sim.py``), else the context's
+    (``flwr run``). ``results`` gets the recorder, or the error the run raised.
+    """
+    server = ServerApp()
+
+    @server.main()
     def main(grid: Grid, context: Context) -> None:
-        seed_everything(settings.seed)
-        strategy = make_strategy(settings, num_nodes)
-        strategy.train_metrics_aggr_fn = recorder.aggregate
-        model.to(pick_device())
-        initial = ArrayRecord({k: v.detach().cpu() for k, v in model.state_dict().items()})
-        strategy.start(
-            grid=grid,
-            initial_arrays=initial,
-            num_rounds=settings.rounds,
-            train_config=train_config(settings),
-            evaluate_fn=recorder.evaluate,
-        )
+        try:
+            recorder = serve(grid, context.run_config if run_config is None else run_config)
+        except Exception as err:
+            if results is None:
+                raise
+            results.append(err)
+        else:
+            if results is not None:
+                results.append(recorder)
 
-    return app, recorder
+    return server
+
+
+app = server_app_for()
+"""The ServerApp component of ``flower_app/pyproject.toml`` (``inat_hf.train.flower.server:app``)."""
 
 
 def run_flower_simulation(
-    data: TrainingData,
-    model_spec: ModelSpec,
-    settings: FedAvgSettings,
+    run_config: Mapping[str, Any],
     *,
-    num_nodes: int | None = None,
     client_resources: Mapping[str, float] | None = None,
     ray_init_args: Mapping[str, Any] | None = None,
-    on_round: Callable[[Rows], None] | None = None,
-    val_limit: int | None = None,
 ) -> Rows:
-    """Run the apps through ``flwr.simulation.run_simulation`` (Ray backend); one row per round.
+    """Run the apps with ``run_config`` through ``flwr.simulation.run_simulation`` (Ray backend), on
+    ``num-nodes`` simulated nodes (``partition-id`` ``0 .. num-nodes - 1``); one row per round.
 
-    ``num_nodes`` (default: every client of the train split) Flower nodes with ``partition-id``
-    ``0 .. num_nodes - 1``; ``client_resources`` is Flower's (``num_cpus``, ``num_gpus`` per client).
-    The data must be prepared (:meth:`TrainingData.prepare`).
+    ``client_resources`` is Flower's (``num_cpus``, ``num_gpus`` per client). The data source is prepared
+    here, before Ray starts, so that bad input fails at once.
 
     Raises
     ------
     ValueError
-        If ``num_nodes`` exceeds the clients of the split, or ``clients_per_round`` exceeds ``num_nodes``.
+        A bad run config, or ``num-nodes`` above the clients of the train split.
     ClientFailedError
         If a client fails (its error message included).
     """
     from flwr.simulation import run_simulation
 
-    partitioner, _ = client_side(data, model_spec)
-    count = partitioner.num_partitions
-    nodes = count if num_nodes is None else num_nodes
-    if not 1 <= nodes <= count:
+    config = AppConfig.from_run_config(run_config)
+    count, nodes = client_ids(config.source).size, config.num_nodes
+    if nodes > count:
         raise ValueError(
-            f"num_nodes={nodes}: the train split of {data.config} has {count} clients (partitions 0..{count - 1})"
+            f"num_nodes={nodes}: the train split of {config.source.config} has {count} clients "
+            f"(partitions 0..{count - 1})"
         )
-    make_strategy(settings, nodes)  # checks clients_per_round before Ray starts
-    validation = data.split("validation")
-    transform = make_transform(model_spec.processor())
-    seed_everything(settings.seed)
-    model = model_spec.build(label_names(validation))
-    server, recorder = make_server_app(
-        model, limit(with_pipeline(validation, transform), val_limit, settings.seed), settings, num_nodes=nodes,
-        on_round=on_round,
-    )  # fmt: skip
+    config.source.prepare(num_proc=config.num_proc)
     resources = dict(client_resources or {"num_cpus": 1, "num_gpus": 1.0 if torch.cuda.is_available() else 0.0})
-    backend = {"client_resources": resources, "init_args": dict(ray_init_args or {})}
+    results: list[Any] = []
+    backend: dict[str, Any] = {"client_resources": resources, "init_args": dict(ray_init_args or {})}
     run_simulation(
-        server_app=server,
-        client_app=make_client_app(data, model_spec),
+        server_app=server_app_for(run_config, results),
+        client_app=client_app_for(run_config),
         num_supernodes=nodes,
         backend_config=backend,
     )
-    if len(recorder.rows) != settings.rounds + 1:
-        raise ClientFailedError(f"the simulation ended after {len(recorder.rows) - 1} of {settings.rounds} rounds")
-    return recorder.rows
+    if not results:
+        raise ClientFailedError("the simulation ended before its ServerApp finished (see Flower's log above)")
+    if isinstance(results[0], BaseException):
+        raise results[0]
+    return results[0].rows
