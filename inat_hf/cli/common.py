@@ -28,17 +28,18 @@ SET_HELP = (
     "override a config field, e.g. train_split=train_mini, min_client_size=32, max_clients=none (repeatable; "
     "every field of inat_hf.config.INatFLConfig)"
 )
-_SECRET_OPTIONS = ("account_key", "sas_token", "connection_string", "client_secret", "credential", "password")
 
 
 def parse_storage_options(pairs: Sequence[str]) -> dict[str, Any] | None:
     """Fsspec options from ``-o KEY=VALUE`` pairs; secrets are refused (they belong in the environment)."""
+    from inat_hf.storage.redaction import SECRET_OPTIONS  # on use: ``inat-fl --help`` imports no storage
+
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise SystemExit(f"--option {pair!r}: expected KEY=VALUE")
-        if key in _SECRET_OPTIONS:
+        if key in SECRET_OPTIONS:
             raise SystemExit(
                 f"--option {key}=...: secrets do not go on the command line (they end up in shell history and "
                 "process lists); set AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_SAS_TOKEN instead"
