@@ -83,18 +83,48 @@ def _child(code: str, *args: str) -> dict[str, Any]:
 
 
 _DRIVER = """
-import json, sys
+import json, sys, threading, time
 if __name__ == "__main__":
     from inat_hf.prepare import prepare
+    from inat_hf.prepare.task import peak_rss
+
+    def rss():
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+
+    samples, marks, stop = [], [], threading.Event()
+
+    class Lines:  # the progress stream: the driver's RSS at each "N/M files" line
+        def write(self, text):
+            if "files (" in text:
+                marks.append((time.perf_counter(), rss()))
+        def flush(self):
+            pass
+
+    def sample():  # the driver's RSS every 50 ms, for the peaks of each phase
+        while not stop.wait(0.05):
+            samples.append((time.perf_counter(), rss()))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     data, out, cache, rows, images = sys.argv[1:6]
     report = prepare(out, data, ["family_user"], cache_dir=cache, scheduler="local", workers=2,
-                     file_rows=int(rows), overrides=None if images == "yes" else {"with_images": False}, progress=None)
+                     file_rows=int(rows), overrides=None if images == "yes" else {"with_images": False},
+                     progress=Lines())
+    prepared, prepare_peak = time.perf_counter(), peak_rss()
     from inat_hf.hub.folder import write_card
     write_card(out, data, report, cache_dir=cache)  # the card, as inat-fl prepare writes it: in the driver's peak
-    from inat_hf.prepare.task import peak_rss
+    stop.set()
+    sampler.join()
+    during = [r for t, r in samples if marks[0][0] <= t <= marks[-1][0]] or [marks[-1][1]]
+    card = [r for t, r in samples if t > prepared] or [rss()]
     print(json.dumps({"seconds": report["seconds"], "first_task_s": report["seconds_to_first_task"],
                       "planning_s": report["planning_seconds"], "cluster_start_s": report["cluster_start_seconds"],
                       "driver_peak_rss": peak_rss(), "worker_peak_rss": report["worker_peak_rss"],
+                      "driver_peak_rss_prepare": prepare_peak,
+                      "driver_rss_first_line": marks[0][1], "driver_rss_last_line": marks[-1][1],
+                      "driver_peak_rss_tasks": max(during), "progress_lines": len(marks),
+                      "driver_rss_card_start": card[0], "driver_peak_rss_card": max(card),
                       "files": report["files_planned"], "rows": report["totals"]["rows_written"]}))
 """
 _MANIFEST = """
@@ -233,17 +263,28 @@ def _print_scale(scale: list[dict[str, Any]]) -> None:
         driver, worker = run["driver_peak_rss"] / gib, run["worker_peak_rss"] / gib
         print(f"{run['run']:<36}{run['files']:>6}{run['rows']:>10,}{run['planning_s']:>11.2f}{run['cluster_start_s']:>12.2f}"
               f"{driver:>10.2f}G{worker:>10.2f}G{run['seconds']:>8.1f}")  # fmt: skip
+    if not all("driver_peak_rss_tasks" in run for run in scale):
+        return
+    print("driver RSS (GiB): while the tasks run (first progress line, last, peak), peak of prepare(), then the card")
+    for run in scale:
+        first, last, peak, prep, card0, card = (run[k] / gib for k in (
+            "driver_rss_first_line", "driver_rss_last_line", "driver_peak_rss_tasks", "driver_peak_rss_prepare",
+            "driver_rss_card_start", "driver_peak_rss_card"))  # fmt: skip
+        print(f"{run['run']:<36}{first:>7.2f}G{last:>7.2f}G{peak:>7.2f}G (growth {last - first:+.2f}G)  "
+              f"prepare() {prep:.2f}G  card {card0:.2f}G -> {card:.2f}G")  # fmt: skip
 
 
 _TASK = """
-import json, sys, time
+import dataclasses, json, sys, time
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from inat_hf import storage
 from inat_hf.config import config_for
+from inat_hf.export.files import client_pseudonyms
 from inat_hf.manifest import load_or_build_manifest
 from inat_hf.prepare import Settings, plan_files, run_file
-from inat_hf.prepare.plan import with_rows
+from inat_hf.prepare.rows import write_copy
 from inat_hf.prepare.task import peak_rss
 
 def rss():
@@ -255,12 +296,15 @@ config = config_for("family_user")
 manifest = load_or_build_manifest(data, config, cache_dir=cache)
 settings = Settings(out, data, **({} if batch == "default" else {"batch_rows": int(batch)}))
 first = next(t for t in plan_files(manifest, config, settings, file_rows=10**9) if t.split == "train")
-train = with_rows(first, manifest).table()
+train = manifest.table.slice(first.start, first.rows_in)
 table = train.take(pa.array(np.arange(rows) % train.num_rows))  # the train rows repeated: ONE client
 for name in ("client_id", "user"):
     table = table.set_column(table.column_names.index(name), name, pa.array([train[name][0].as_py()] * rows,
                              type=train.schema.field(name).type))
-task = type(first)(**{**first.__dict__, "stop": first.start + rows, "rows": table})
+task = dataclasses.replace(first, stop=first.start + rows, rows_index=0)
+names = client_pseudonyms(table, config)
+write_copy(storage.resolve(out), [task], [table], manifest.label_names, names)  # the task reads its rows from it
+del manifest, train, table
 before, began = rss(), time.perf_counter()
 result = run_file(task)
 seconds = time.perf_counter() - began

@@ -205,9 +205,12 @@ def test_killed_driver_and_rerun_give_the_same_bytes(reference, tiny_replica, tm
     time.sleep(0.5)
     complete = [p for p in folder.iterdir() if not p.name.startswith(".")]
     assert process.returncode == -signal.SIGKILL and complete and not (out / "README.md").exists()
+    copy = [p.name for p in out.glob(".inat-fl-prepare-family_user-*.arrow")]  # the tasks' rows, written first
+    assert len(copy) == 1
     report = run(out, tiny_replica.url, cache, file_rows=5)
     assert len(complete) < report["files_planned"]  # killed part-way
     assert report["totals"]["files_reused"] >= 1 and report["totals"]["files_written"] >= 1
+    assert report["rows_copies"] == {copy[0]: "reused"} and not list(out.glob(".inat-fl-prepare-*"))
     uninterrupted = tmp_path / "uninterrupted"
     run(uninterrupted, tiny_replica.url, cache, file_rows=5)
     assert files_of(out) == files_of(uninterrupted)

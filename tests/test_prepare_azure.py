@@ -95,6 +95,10 @@ def test_local_cluster_from_azure_to_azure(azurite, container, tiny_replica, tmp
     secret = azurite.account_key.encode()
     for key, blob in scanner.pickled.items():
         assert secret not in blob and b"AccountKey" not in blob, key
+        assert b".jpg" not in blob, key  # no row: the tasks read them from the copy on the output store
+    copy = next(iter(report["rows_copies"]))
+    assert report["rows_copies"] == {copy: "written"} and copy.startswith(".inat-fl-prepare-family_user-")
+    assert not [n for n in storage.list_files(out) if "inat-fl-prepare" in n]  # deleted once complete
     for name in (REPORT_FILE, "README.md"):
         assert secret not in storage.read_bytes(out, name)
     assert azurite.account_key not in shown.getvalue() + caplog.text

@@ -24,8 +24,14 @@ from pathlib import Path
 
 import pytest
 
+from inat_hf import storage
+from inat_hf.config import config_for
+from inat_hf.export import client_pseudonyms
 from inat_hf.hub.folder import export_dataset
 from inat_hf.hub.push import PublicRepositoryError, plan_push, push
+from inat_hf.manifest import load_or_build_manifest
+from inat_hf.prepare import Settings, plan_files
+from inat_hf.prepare.rows import write_copy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPO = "someone/inat-private"
@@ -219,6 +225,27 @@ def test_a_manifest_only_export_may_go_to_a_public_repository(hub, tiny_replica,
     stub = hub({REPO: False})
     push(out, REPO, token=TOKEN, endpoint=stub.url)
     assert sorted(stub.uploaded) == list(plan_push(out).files) and stub.repos == {REPO: False}
+
+
+def test_a_rows_copy_left_by_a_failed_prepare_is_never_uploaded(hub, tiny_replica, tmp_path):
+    out, cache = tmp_path / "manifest", tmp_path / "c"
+    export_dataset(str(out), tiny_replica.url, ["family_user"], cache_dir=str(cache))
+    assert not list(out.glob(".inat-fl-prepare-*"))  # a complete export deletes its rows copy
+    config = config_for("family_user", with_images=False)
+    manifest = load_or_build_manifest(tiny_replica.url, config, cache_dir=str(cache))
+    plan = list(plan_files(manifest, config, Settings(str(out), None), file_rows=40))
+    write_copy(storage.resolve(str(out)), plan, (manifest.table.slice(t.start, t.rows_in) for t in plan),
+               manifest.label_names, client_pseudonyms(manifest.table, config))  # fmt: skip
+    (out / f".{plan[0].rows_file}.0123abcd.part").write_bytes(b"a killed write's")  # as a killed run leaves them
+    assert len(list(out.glob(".*inat-fl-prepare-*"))) == 2
+    planned = plan_push(out).files
+    assert planned and not [f for f in planned if "inat-fl-prepare" in f]
+    stub = hub({REPO: False})
+    push(out, REPO, token=TOKEN, endpoint=stub.url)
+    assert sorted(stub.uploaded) == list(planned)
+    assert not [name for name in stub.uploaded if "inat-fl-prepare" in name]
+    users = set(manifest.table["user"].to_pylist())  # the copy holds them; nothing uploaded does
+    assert not [name for name, data in stub.uploaded.items() if any(u.encode() in data for u in users if len(u) > 5)]
 
 
 def test_cli_refuses_a_public_repository_in_one_line(hub, with_images, tmp_path):

@@ -4,7 +4,8 @@
 files that exist, no image bytes unless allowed, no secret in any text file) and then uploads it with
 ``huggingface_hub`` (token from ``HF_TOKEN`` or the saved login). ``plan_push`` does the checks and
 returns what would be uploaded, without touching the network. ``prepare_report.json`` (the run's log: local
-paths, timings, skipped rows) stays local.
+paths, timings, skipped rows) stays local, and so does the rows copy a failed prepare leaves
+(``.inat-fl-prepare-*.arrow``: manifest rows with the raw ``user``, :mod:`inat_hf.prepare.rows`).
 
 **Images never go public.** With ``allow_images`` the repository's visibility is read from the Hub before
 anything is uploaded: an existing public repository (or one whose visibility the Hub does not say) is
@@ -25,6 +26,7 @@ from huggingface_hub import DatasetCard
 
 from inat_hf.errors import InatError
 from inat_hf.prepare.report import REPORT_FILE
+from inat_hf.prepare.rows import is_copy
 from inat_hf.storage import redact
 
 if TYPE_CHECKING:
@@ -68,7 +70,10 @@ def plan_push(folder: str | Path, *, allow_images: bool = False) -> PushPlan:
     files = sorted(
         str(p.relative_to(root))
         for p in root.rglob("*")
-        if p.is_file() and ".cache" not in p.parts and p.relative_to(root).as_posix() != REPORT_FILE
+        if p.is_file()
+        and ".cache" not in p.parts
+        and p.relative_to(root).as_posix() != REPORT_FILE
+        and not (p.parent == root and is_copy(p.name))  # a failed prepare's rows copy: raw user names
     )
     configs: dict[str, list[str]] = {}
     for entry in configs_meta:

@@ -2,7 +2,9 @@
 
 The real job is all of iNat 2021 (2.7M images). The manifest (no image bytes) fits on the driver, so no
 shuffle is needed: the driver plans files of whole clients in client order (:mod:`~inat_hf.prepare.plan`),
-and each Dask task writes one file (:mod:`~inat_hf.prepare.task`): it fetches that file's images through
+writes once a copy of each manifest next to the output, one record batch per file, from which each task
+reads its own rows, so that no row travels in the task graph (:mod:`~inat_hf.prepare.rows`), and each Dask
+task writes one file (:mod:`~inat_hf.prepare.task`): it fetches that file's images through
 :mod:`inat_hf.storage`, applies ``on_bad_image`` and ``max_image_side``, and writes one Parquet file with
 statistics and the builder's features in the schema, to any fsspec URL, a batch of at most ``batch_rows``
 rows (one row group) at a time, so that a worker's memory is bounded by a batch, not by a client

@@ -2,13 +2,16 @@
 progress and the report.
 
 The driver builds (or reads from the one cache) each config's manifest, removes from ``data/{config}/``
-what the plan does not name (temporary files of a killed run, files of another plan), runs one task per file
+what the plan does not name (temporary files of a killed run, files of another plan), writes (or finds from a
+killed run) the copy of each manifest that the tasks read their rows from (:mod:`~inat_hf.prepare.rows`),
+lets go of the manifests (it holds the plan only while the tasks run), runs one task per file
 (:mod:`inat_hf.prepare.engine`), shows files done / planned and images/s, and at the end writes
 ``prepare_report.json`` (rows in = rows written + rows skipped, per file and in total, with every skipped
 row's reason, each config's fields, and ``files_with_skipped``: the files that ``redo_skipped`` writes
-again). If a task fails, the run stops with the file and the reason (redacted); files already complete stay,
-and the report says what was done. The dataset card (``README.md``) is not the engine's: the caller writes it
-from the report (:func:`inat_hf.hub.folder.write_card`; ``inat-fl prepare`` and ``export_dataset`` do).
+again), and deletes the copies. If a task fails, the run stops with the file and the reason (redacted); files
+already complete stay (and the copies, for the rerun), and the report says what was done. The dataset card
+(``README.md``) is not the engine's: the caller writes it from the report
+(:func:`inat_hf.hub.folder.write_card`; ``inat-fl prepare`` and ``export_dataset`` do).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from inat_hf import storage
 from inat_hf.config import INatFLConfig, config_for
 from inat_hf.errors import InatError
 from inat_hf.manifest import Manifest, ManifestKey, check_configs, load_config_metadata, load_or_build, locate
-from inat_hf.prepare import engine
+from inat_hf.prepare import engine, rows
 from inat_hf.prepare.plan import (
     BATCH_ROWS,
     FILE_ROWS_WITH_IMAGES,
@@ -33,9 +36,9 @@ from inat_hf.prepare.plan import (
     Settings,
     plan_files,
     public_url,
-    with_rows,
 )
 from inat_hf.prepare.report import Progress, format_report, write_report
+from inat_hf.prepare.task import release_memory
 from inat_hf.source import Source
 
 
@@ -50,6 +53,23 @@ def _clean_stale(out: storage.Location, config_name: str, planned: set[str], log
     if stale and log is not None:
         print(f"prepare: removed {len(stale)} file(s) of an earlier plan or run under {folder}/", file=log)
     return len(stale)
+
+
+def _ready_output(
+    out: storage.Location,
+    wanted: list[INatFLConfig],
+    manifests: list[Manifest],
+    plans: list[list[FileTask]],
+    log: TextIO | None,
+) -> dict[str, str]:
+    """Remove each config's stale files, then write (or find from a killed run) the copy of each config's rows
+    that its tasks read (:func:`inat_hf.prepare.rows.ensure_copy`); return each copy's name and status.
+    """
+    for config, plan in zip(wanted, plans, strict=True):
+        _clean_stale(out, config.name, {t.relative for t in plan}, log)
+    return {
+        plan[0].rows_file: rows.ensure_copy(out, m, plan, log) for m, plan in zip(manifests, plans, strict=True) if plan
+    }
 
 
 def _manifest_summary(manifest: Manifest, config: INatFLConfig) -> dict[str, Any]:
@@ -159,12 +179,12 @@ def prepare(
     keys = [locate(source, config, cache_dir) for config in wanted]
     manifests = _manifests(keys, source)
     plans = [list(plan_files(m, c, settings, file_rows=rows_per_file)) for m, c in zip(manifests, wanted, strict=True)]
-    for config, plan in zip(wanted, plans, strict=True):
-        _clean_stale(out, config.name, {t.relative for t in plan}, progress)
+    copies = _ready_output(out, wanted, manifests, plans, progress)
     report: dict[str, Any] = {
         "out": out.url,
         "config_names": [c.name for c in wanted],  # the order of the run (the file's keys are sorted)
         "configs": {c.name: _manifest_summary(m, c) for c, m in zip(wanted, manifests, strict=True)},
+        "rows_copies": copies,
         "scheduler": scheduler if isinstance(scheduler, str) else type(scheduler).__name__,
         "file_rows": rows_per_file,
         "batch_rows": settings.batch_rows if images_url else None,
@@ -174,10 +194,9 @@ def prepare(
     results: list[dict[str, Any]] = []
     first_submit: list[float] = []
 
-    def tasks(loaded: list[Manifest]) -> Any:
-        for plan, manifest in zip(plans, loaded, strict=True):
-            for item in plan:
-                yield with_rows(item, manifest)
+    del manifests  # the tasks read their rows from the copies: the driver holds the plan only
+    release_memory()
+    tasks = [item for plan in plans for item in plan]
 
     def on_submit() -> None:
         if not first_submit:
@@ -190,11 +209,12 @@ def prepare(
 
     try:
         image_options = Source(data_dir, storage_options, images_dir, image_storage_options).image_options
-        _run(scheduler, workers, tasks(manifests), (image_options, out_storage_options), on_done, on_submit, report)
+        _run(scheduler, workers, tasks, (image_options, out_storage_options), on_done, on_submit, report)
     except BaseException as err:
         write_report(out, report, results, plans, began, first_submit, meter, error=err)
         raise _named(err, results, plans, out) from None
     report = write_report(out, report, results, plans, began, first_submit, meter)
+    rows.remove_copies(out, list(copies))  # complete: the copies are not part of the output
     if progress is not None:
         print(format_report(report), file=progress)
     return report

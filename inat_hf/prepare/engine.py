@@ -2,9 +2,10 @@
 synchronous scheduler runs them, without needing Dask: ``inat-fl export`` runs so) or ``distributed`` (a
 ``LocalCluster`` of worker processes, a scheduler at ``tcp://HOST:PORT``, or a ``distributed.Client``).
 
-One task per file (:func:`inat_hf.prepare.task.run_file`). Tasks are submitted as a window (a few per
-worker thread), the next one as each finishes, so the driver never holds more than a window of rows and a
-cluster's scheduler never holds the whole manifest. Storage options travel by reference, never in the task
+One task per file (:func:`inat_hf.prepare.task.run_file`). A task is small (a few hundred bytes: no row,
+it reads them from the driver's copy, :mod:`inat_hf.prepare.rows`); tasks are submitted as a window (a few per
+worker thread), the next one as each finishes, so that the scheduler holds a window of small tasks, and the
+driver's memory stays flat over the run. Storage options travel by reference, never in the task
 graph: ``client.scatter`` (the graph holds the future's key; the mapping lives on the workers) with
 ``distributed``, a token of :data:`inat_hf.prepare.task._LOCAL_OPTIONS` in this process; with
 no options, workers use their own environment (``AZURE_STORAGE_*``, read by adlfs).

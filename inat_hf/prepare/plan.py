@@ -3,11 +3,10 @@
 A config's manifest is cut, split by split, into row ranges of whole clients (about ``file_rows`` rows each,
 :func:`inat_hf.manifest.layout.plan_shards`); range ``i`` of ``n`` becomes
 ``data/{config}/{split}-{i:05d}-of-{n:05d}.parquet``. A :class:`FileTask` carries everything a worker needs
-to write that file, and nothing secret: the manifest rows themselves (a compact Arrow table, dictionaries decoded,
-so that a task holds only its own rows), the ``client`` pseudonyms of its clients (computed once from the whole
-manifest: :func:`inat_hf.export.files.client_pseudonyms`), the URLs (refused if they carry a credential) and the
-settings.
-Storage options travel apart, by reference (:mod:`inat_hf.prepare.driver`).
+to write that file, and nothing secret or large: where its rows are (a batch of the copy of the manifest that
+the driver writes once next to the output, with each row's ``client`` pseudonym computed once from the whole
+manifest, :mod:`~inat_hf.prepare.rows`; the graph never carries rows), the URLs (refused if they carry a
+credential) and the settings. Storage options travel apart, by reference (:mod:`inat_hf.prepare.driver`).
 
 The prepare key (:func:`prepare_key`) hashes the manifest fingerprint with the settings that change a file's
 bytes; each file records it with its row range in the Parquet key-value metadata, so that a rerun can tell a
@@ -21,12 +20,9 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
-import pyarrow as pa
-
 from inat_hf import storage
 from inat_hf.config import INatFLConfig
-from inat_hf.export.files import client_pseudonyms, file_name
+from inat_hf.export.files import file_name
 from inat_hf.manifest import Manifest, layout, plan_shards
 from inat_hf.schema import SPLITS
 
@@ -37,6 +33,9 @@ FILE_ROWS_WITH_IMAGES = 2_000
 """Default rows per file with image bytes: about 160 MB at iNat's 80 KB per image (1,344 train files)."""
 FILE_ROWS_WITHOUT_IMAGES = 250_000
 """Default rows per file without image bytes (as ``inat-fl export``)."""
+ROWS_PREFIX = ".inat-fl-prepare-"
+"""Name prefix of the copies of the manifests the tasks read their rows from, at the output's root (hidden, not
+under ``data/``: ``datasets`` never loads them, ``inat-fl push`` never uploads them; :mod:`inat_hf.prepare.rows`)."""
 BATCH_ROWS = layout.IMAGE_ROW_GROUP_ROWS
 """Default rows per batch with images: the image bytes a task holds at once, one row group each (256)."""
 
@@ -76,8 +75,6 @@ class FileTask:
     ----------
     config : INatFLConfig
         The config (``on_bad_image``, ``max_image_side``, ``with_images`` are read from it).
-    label_names : tuple of str
-        The manifest's label vocabulary.
     split : str
     relative : str
         ``data/{config}/{split}-{i:05d}-of-{n:05d}.parquet``, relative to the output folder.
@@ -88,14 +85,14 @@ class FileTask:
     fingerprint : str
         The manifest fingerprint.
     settings : Settings
-    rows : pyarrow.Table or None
-        The manifest rows ``[start, stop)`` (None until :func:`with_rows`).
-    pseudonyms : tuple of (int, str)
-        The ``client`` pseudonym of each client of the file, from the whole manifest (empty for ``validation``).
+    rows_file : str
+        The copy of the manifest holding this file's rows, their ``client`` pseudonyms and the label vocabulary,
+        relative to the output (:func:`copy_path`).
+    rows_index : int
+        The record batch of ``rows_file`` that holds rows ``[start, stop)``: the file's index in its config's plan.
     """
 
     config: INatFLConfig
-    label_names: tuple[str, ...]
     split: str
     relative: str
     start: int
@@ -103,19 +100,20 @@ class FileTask:
     key: str
     fingerprint: str
     settings: Settings
-    rows: pa.Table | None = None
-    pseudonyms: tuple[tuple[int, str], ...] = ()
+    rows_file: str
+    rows_index: int
 
     @property
     def rows_in(self) -> int:
         """Rows of the manifest this file stands for."""
         return self.stop - self.start
 
-    def table(self) -> pa.Table:
-        """The manifest rows of this file."""
-        if self.rows is None:
-            raise ValueError(f"{self.relative}: the task has no rows; attach them with with_rows()")
-        return self.rows
+
+def copy_path(config_name: str, fingerprint: str) -> str:
+    """Where the copy of a config's manifest goes, relative to the output:
+    ``.inat-fl-prepare-{config}-{fingerprint}.arrow``.
+    """
+    return f"{ROWS_PREFIX}{config_name}-{fingerprint}.arrow"
 
 
 def public_url(url: str, what: str) -> str:
@@ -148,7 +146,8 @@ def prepare_key(fingerprint: str, config: INatFLConfig, settings: Settings, file
 
 
 def plan_files(manifest: Manifest, config: INatFLConfig, settings: Settings, *, file_rows: int) -> Iterator[FileTask]:
-    """The files of one config, split by split in manifest order, without their rows (:func:`with_rows`).
+    """The files of one config, split by split in manifest order; task ``i`` reads its rows from batch ``i``
+    of :func:`copy_path` (written by :func:`inat_hf.prepare.rows.ensure_copy`).
 
     Parameters
     ----------
@@ -163,28 +162,11 @@ def plan_files(manifest: Manifest, config: INatFLConfig, settings: Settings, *, 
     if settings.batch_rows < 1:
         raise ValueError(f"batch_rows={settings.batch_rows!r} is invalid; allowed: an integer >= 1")
     key = prepare_key(manifest.fingerprint, config, settings, file_rows)
-    names = client_pseudonyms(manifest.table, config)  # once, over each client's every row
-    client = manifest.table["client_id"].to_numpy()
+    rows_file = copy_path(config.name, manifest.fingerprint)
+    index = 0
     for split in SPLITS:
         ranges = plan_shards(manifest, split, target_rows=file_rows, min_shards=1, max_shards=99_999)
-        for index, (start, stop) in enumerate(ranges):
-            ids = np.unique(client[start:stop]) if split != "validation" else np.empty(0, dtype=np.int64)
-            pseudonyms = tuple((c, names[c]) for c in ids.tolist())
-            yield FileTask(
-                config, manifest.label_names, split, file_name(config.name, split, index, len(ranges)), start, stop,
-                key, manifest.fingerprint, settings, pseudonyms=pseudonyms,
-            )  # fmt: skip
-
-
-def with_rows(task: FileTask, manifest: Manifest) -> FileTask:
-    """``task`` with its manifest rows attached: a compact copy (dictionary columns decoded, buffers of these
-    rows only), so that a task holds and ships its own rows and nothing of the rest of the manifest.
-    """
-    rows = manifest.table.slice(task.start, task.rows_in)
-    columns = []
-    for column in rows.columns:
-        if pa.types.is_dictionary(column.type):
-            column = column.combine_chunks().dictionary_decode()
-        columns.append(column)
-    table = pa.table(columns, names=rows.column_names)
-    return FileTask(**{**task.__dict__, "rows": table.take(pa.array(range(table.num_rows), type=pa.int64()))})
+        for i, (start, stop) in enumerate(ranges):
+            relative = file_name(config.name, split, i, len(ranges))
+            yield FileTask(config, split, relative, start, stop, key, manifest.fingerprint, settings, rows_file, index)
+            index += 1

@@ -44,6 +44,7 @@ from inat_hf import storage
 from inat_hf.export.files import export_row_groups, rows_table
 from inat_hf.manifest.examples import BadImageError, iter_fetched, vet_image
 from inat_hf.prepare.plan import FileTask
+from inat_hf.prepare.rows import TaskRows
 
 RECORD_KEY = b"inat_fl_prepare"
 """Parquet key-value metadata key of a prepared file's record."""
@@ -126,27 +127,24 @@ def _image_batches(
             yield pa.Table.from_arrays([column, *kept.columns], schema=schema)
 
 
-def _image_schema(task: FileTask, rows: pa.Table) -> pa.Schema:
-    """The schema (with the features metadata) of the file's table with images, from no rows."""
-    empty = pa.array([], type=datasets.Image().pa_type)
-    return _table(task, rows.slice(0, 0), empty).schema
-
-
-def _table(task: FileTask, rows: pa.Table, image_column: pa.Array | None = None) -> pa.Table:
-    """The export's table of manifest ``rows``, each client named by the pseudonym the plan computed over the
-    whole manifest (one name per client, however its rows are cut into splits, files and batches).
+def _table(task: FileTask, rows: TaskRows, table: pa.Table, image_column: pa.Array | None = None) -> pa.Table:
+    """The export's table of manifest rows ``table`` (of ``rows``), each client named by the pseudonym computed
+    over the whole manifest (one name per client, however its rows are cut into splits, files and batches).
     """
-    return rows_table(rows, task.config, task.label_names, task.split, include_user=task.settings.include_user,
-                      image_column=image_column, pseudonyms=dict(task.pseudonyms))  # fmt: skip
+    return rows_table(table, task.config, rows.label_names, task.split, include_user=task.settings.include_user,
+                      image_column=image_column, pseudonyms=rows.pseudonyms)  # fmt: skip
 
 
-def write_prepared(task: FileTask, sink: BinaryIO, images: storage.Location | None) -> dict[str, Any]:
+def write_prepared(task: FileTask, rows: TaskRows, sink: BinaryIO, images: storage.Location | None) -> dict[str, Any]:
     """Write the file of ``task`` to ``sink`` batch by batch (module docstring); return its record.
 
     Parameters
     ----------
     task : FileTask
-        The file, with its manifest rows attached.
+        The file.
+    rows : TaskRows
+        Its manifest rows ``[task.start, task.stop)``, the label vocabulary and its clients' pseudonyms
+        (:func:`inat_hf.prepare.rows.read_rows`).
     sink : binary file
         Where the Parquet bytes go (an :func:`inat_hf.storage.open_atomic` handle).
     images : storage.Location or None
@@ -157,15 +155,16 @@ def write_prepared(task: FileTask, sink: BinaryIO, images: storage.Location | No
     inat_hf.manifest.examples.BadImageError
         With ``on_bad_image="error"``: the file, the image's URL, the reason and the image id.
     """
-    rows = task.table()
-    plain = _table(task, rows)  # every column but the image: the task's rows, no image bytes
+    if rows.table.num_rows != task.rows_in:
+        raise ValueError(f"{task.relative}: {rows.table.num_rows} rows given for a range of {task.rows_in}")
+    plain = _table(task, rows, rows.table)  # every column but the image: the task's rows, no image bytes
     skipped: list[dict[str, Any]] = []
     if images is None:
         schema = plain.schema
         batches: Iterator[pa.Table] = export_row_groups(plain)
     else:
-        schema = _image_schema(task, rows)
-        batches = _image_batches(task, rows, plain, images, schema, skipped)
+        schema = _table(task, rows, rows.table.slice(0, 0), pa.array([], type=datasets.Image().pa_type)).schema
+        batches = _image_batches(task, rows.table, plain, images, schema, skipped)
     written = 0
     with pq.ParquetWriter(sink, schema, write_statistics=True) as writer:
         for batch in batches:

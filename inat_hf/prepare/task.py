@@ -2,7 +2,9 @@
 
 :func:`run_file` first looks for the file: if it is there, complete, and records the same prepare key and row
 range, the task reports it as ``reused`` and writes nothing (unless ``redo_skipped`` is set and the file
-skipped rows). Otherwise it writes the file through :func:`inat_hf.storage.open_atomic`, batch by batch
+skipped rows). Otherwise it reads its manifest rows from the driver's copy next to the output (one record
+batch of it: :mod:`inat_hf.prepare.rows`; rows never travel in the task graph) and writes the file through
+:func:`inat_hf.storage.open_atomic`, batch by batch
 (:mod:`inat_hf.prepare.stream`: the images fetched through :mod:`inat_hf.storage` concurrently, with the
 package's retries, the bad-image policy and ``max_image_side`` applied, the export's table with the builder's
 features in the schema metadata, one row group with statistics per batch, so that memory is bounded by a
@@ -15,6 +17,9 @@ task only as its ``image_options`` / ``out_options`` arguments (resolved by refe
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import json
 import resource
 import time
@@ -27,6 +32,7 @@ import pyarrow.parquet as pq
 
 from inat_hf import storage
 from inat_hf.prepare.plan import FileTask
+from inat_hf.prepare.rows import read_rows
 from inat_hf.prepare.stream import RECORD_KEY, write_prepared
 
 _LOCAL_OPTIONS: dict[str, Mapping[str, Any]] = {}
@@ -68,6 +74,16 @@ def peak_rss() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
+def release_memory() -> None:
+    """Give the memory this process has freed back to the system, before a peak: Python's unreachable objects,
+    Arrow's pool, and the C heap's free pages (``malloc_trim``, where the C library is glibc).
+    """
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def read_record(out: storage.Location, relative: str) -> tuple[dict[str, Any], int] | None:
     """The record and the row count of a prepared file, or None if it is missing or not a prepared file."""
     if not storage.exists(out, relative):
@@ -104,7 +120,8 @@ def run_file(
     inat_hf.manifest.examples.BadImageError
         With ``on_bad_image="error"``: the image's URL, the reason and the image id.
     StorageError
-        If storage fails after the retries, or the file read back does not hold what was written.
+        If storage fails after the retries, the rows copy is missing or not this plan's, or the file read back
+        does not hold what was written.
     """
     began = time.perf_counter()
     out = storage.resolve(task.settings.out_url, resolve_options(out_options))
@@ -116,8 +133,10 @@ def run_file(
     images = None
     if task.settings.images_url is not None:
         images = storage.resolve(task.settings.images_url, resolve_options(image_options))
+    rows = read_rows(out, task)
     with storage.open_atomic(out, task.relative) as handle:
-        record = write_prepared(task, handle, images)
+        record = write_prepared(task, rows, handle, images)
+    del rows
     if not _matches(read_record(out, task.relative), task):
         storage.remove(out, task.relative)
         raise storage.StorageError(f"{out.url}/{task.relative}: the file read back does not hold what was written")
