@@ -17,13 +17,14 @@ batch's file and row range. A rerun after a kill finds it and reuses it when tha
 (:func:`ensure_copy`), else writes it again; a task whose batch does not hold its file's range stops with a
 clear error instead of writing wrong rows. The copy is auxiliary: it is hidden, not under ``data/`` and matches
 no ``data_files`` glob of the card, so ``datasets.load_dataset(OUT, config)`` never reads it; a complete run
-deletes it (:func:`remove_copies`) and ``inat-fl push`` never uploads one a failed run left (it holds the raw
+deletes it (:func:`remove_copies`; credentials that may not delete leave it, with a warning) and ``inat-fl push`` never uploads one a failed run left (it holds the raw
 ``user``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -35,6 +36,8 @@ from inat_hf import storage
 from inat_hf.export.files import client_pseudonyms
 from inat_hf.manifest import Manifest
 from inat_hf.prepare.plan import ROWS_PREFIX, FileTask
+
+LOG = logging.getLogger(__name__)
 
 ROWS_KEY = b"inat_fl_prepare_rows"
 """Schema metadata key of the copy's record (JSON: fingerprint, config, label names, files)."""
@@ -159,16 +162,30 @@ def _remove_others(out: storage.Location, config_name: str, keep: str, log: Text
         return
     mine = f"{ROWS_PREFIX.lstrip('.')}{config_name}-"  # a local write in progress is ".{name}.{random}.part"
     stale = [name for name in storage.list_names(out) if name != keep and name.lstrip(".").startswith(mine)]
-    for name in stale:
-        storage.remove(out, name)
-    if stale and log is not None:
-        print(f"prepare: removed {len(stale)} stale rows copy file(s) of {config_name}: {', '.join(stale)}", file=log)
+    removed = [name for name in stale if _remove_or_warn(out, name)]
+    if removed and log is not None:
+        print(f"prepare: removed {len(removed)} stale rows copy file(s) of {config_name}: {', '.join(removed)}",
+              file=log)  # fmt: skip
 
 
-def remove_copies(out: storage.Location, relatives: Sequence[str]) -> None:
-    """Delete the copies of a complete run (the output no longer needs them)."""
-    for relative in relatives:
+def remove_copies(out: storage.Location, relatives: Sequence[str]) -> list[str]:
+    """Delete the copies of a complete run (the output no longer needs them); return those left because the
+    credentials may not delete (each named in a warning)."""
+    return [relative for relative in relatives if not _remove_or_warn(out, relative)]
+
+
+def _remove_or_warn(out: storage.Location, relative: str) -> bool:
+    """Delete ``relative``; if the output's credentials may write but not delete (upload-only SAS tokens are
+    common), leave it, warn with its location and how to delete it, and return False. The copy is hidden and
+    never read by ``load_dataset`` nor uploaded by ``inat-fl push``, so the output stays correct."""
+    try:
         storage.remove(out, relative)
+    except storage.StorageAuthError as err:
+        denied = str(err).split("; give credentials")[0]  # names the URL (redacted) and the store's answer
+        LOG.warning("prepare: left the rows copy %s: it is not part of the dataset (hidden, never loaded nor "
+                    "pushed) but holds the raw user ids; delete it with credentials that may delete", denied)
+        return False
+    return True
 
 
 def read_rows(out: storage.Location, task: FileTask) -> TaskRows:
