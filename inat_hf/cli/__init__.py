@@ -3,7 +3,7 @@
 :mod:`~inat_hf.cli.common` holds what the commands share (the one parent parser of the data-location
 flags ``--data-dir``, ``-o``, ``--images-dir``, ``--image-option``; ``--set`` and ``--cache-dir``); each
 other module registers one command (``add_parser``) and runs it (``run``): ``export``, ``prepare``,
-``push``, ``demo``, ``sample``, ``metadata``, ``stats``, ``card``, ``extract``, ``check``.
+``push``, ``demo``, ``sample``, ``metadata``, ``stats``, ``card``, ``baselines``, ``extract``, ``check``.
 
 Secrets never go on the command line: for Azure, set ``AZURE_STORAGE_CONNECTION_STRING`` (or
 ``AZURE_STORAGE_ACCOUNT_NAME`` with ``AZURE_STORAGE_SAS_TOKEN`` / ``AZURE_STORAGE_ACCOUNT_KEY``), which adlfs
@@ -16,11 +16,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from inat_hf.cli import card, check, demo, export, extract, metadata, prepare, push, sample, stats
+from inat_hf.cli import baselines, card, check, demo, export, extract, metadata, prepare, push, sample, stats
 from inat_hf.cli.common import parse_overrides, parse_storage_options
 from inat_hf.errors import InatError
 
-COMMANDS = (export, prepare, push, demo, sample, metadata, stats, card, extract, check)
+COMMANDS = (export, prepare, push, demo, sample, metadata, stats, card, baselines, extract, check)
 """The command modules, in the order of ``inat-fl --help``."""
 
 

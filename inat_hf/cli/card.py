@@ -22,6 +22,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--out", default="dataset_card.md", help="card file (default: dataset_card.md)")
     parser.add_argument("--assets", default=None, help="folder of the figure (default: assets/ next to --out)")
     parser.add_argument("--replica-note", default=None, help="say that the numbers come from the synthetic replica")
+    parser.add_argument(
+        "--baselines",
+        metavar="RESULTS_JSON",
+        help="a results.json of inat-fl baselines: its table and curves go in the card (default: none measured)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -38,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     source = common.location(args)
     start = time.perf_counter()
+    from inat_hf.analysis.baselines import load_results
+
+    baselines = load_results(args.baselines) if args.baselines else None
     text = card_from_data(
         source,
         configs,
@@ -45,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         replica_note=args.replica_note,
         assets_dir=args.assets,
+        baselines=baselines,
     )
     out.write_text(text, encoding="utf-8")
     print(f"wrote {out} ({len(text):,} characters) in {time.perf_counter() - start:.1f} s")

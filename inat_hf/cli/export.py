@@ -22,6 +22,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--with-images", action="store_true", help="also write the image bytes (private use only)")
     parser.add_argument("--include-user", action="store_true", help="also write the raw rights_holder")
     parser.add_argument("--replica-note", help="notice at the top of the card (e.g. numbers from a replica)")
+    parser.add_argument(
+        "--baselines",
+        metavar="RESULTS_JSON",
+        help="a results.json of inat-fl baselines: its table and curves go in the card (default: none measured)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -39,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         include_user=args.include_user,
         with_images=args.with_images,
         replica_note=args.replica_note,
+        baselines=args.baselines,
         **where,
     )
     for config, splits in written.items():

@@ -29,6 +29,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--include-user", action="store_true", help="also write the raw rights_holder")
     parser.add_argument("--replica-note", help="notice at the top of the card")
     parser.add_argument("--out-option", action="append", default=[], metavar="KEY=VALUE", help="output storage")
+    parser.add_argument(
+        "--baselines",
+        metavar="RESULTS_JSON",
+        help="a results.json of inat-fl baselines: its table and curves go in the card (default: none measured)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -36,9 +41,12 @@ def run(args: argparse.Namespace) -> int:
     """Prepare the configs, then write the card from the run's report."""
     import sys
 
+    from inat_hf.analysis.baselines import load_results
     from inat_hf.hub.folder import write_card
     from inat_hf.prepare import prepare
 
+    if args.baselines:
+        load_results(args.baselines)  # a bad file stops here, before the run
     where = common.location(args).keywords()
     data_dir = where.pop("data_dir")
     out_options = common.parse_storage_options(args.out_option)
@@ -61,6 +69,6 @@ def run(args: argparse.Namespace) -> int:
         **where,
     )
     write_card(args.out, data_dir, report, storage_options=where["storage_options"], out_storage_options=out_options,
-               cache_dir=args.cache_dir, replica_note=args.replica_note)  # fmt: skip
+               cache_dir=args.cache_dir, replica_note=args.replica_note, baselines=args.baselines)  # fmt: skip
     print(f"wrote {args.out}; load it with datasets.load_dataset({args.out!r}, CONFIG)")
     return 0

@@ -28,6 +28,7 @@ import pyarrow as pa
 from huggingface_hub import DatasetCardData
 
 from inat_hf import about, storage
+from inat_hf.analysis.baselines import card_section
 from inat_hf.analysis.plots import plot_client_sizes
 from inat_hf.analysis.stats import PartitionStats, compute_stats
 from inat_hf.analysis.summary import (
@@ -201,6 +202,7 @@ def render_card(
     biases: DataBiases | None = None,
     repo_id: str = "<namespace>/inaturalist-fl",
     with_images: bool = False,
+    baselines: str | None = None,
 ) -> str:
     """The full ``README.md`` of an export: YAML front matter, then the body rendered from the numbers.
 
@@ -226,6 +228,9 @@ def render_card(
     with_images : bool
         Whether the files hold the image bytes (a private copy): the card says what the files hold, how to
         load them and the terms that bind such a copy.
+    baselines : str, optional
+        The "Baselines" section (:func:`inat_hf.analysis.baselines.card_section`); default: the section that
+        says none were measured.
     """
     if not configs:
         raise ValueError("a card needs at least one config")
@@ -250,6 +255,7 @@ def render_card(
     parts.append(_section("loading", default=default.name, repo_id=repo_id, builder_kwargs=kwargs))
     load = "load_with_images" if with_images else "load_without_images"
     parts += [_section(load, default=default.name, repo_id=repo_id), _section("clients")]
+    parts.append(baselines if baselines is not None else card_section(None)[0])
     pool = default.config.train_split  # the card's numbers describe the default config's train pool
     parts.append(_section("taxonomy", table=_taxonomy(rank_counts, configs, pool)))
     parts.append(_limitations(biases, pool) if biases else _section("no_limitations"))
@@ -286,6 +292,7 @@ def card_from_exports(
     figure_dir: str = "assets",
     default_config: str | None = None,
     with_images: bool = False,
+    baselines: Mapping[str, Any] | None = None,
 ) -> str:
     """The card of exported configs; writes the client-size figure under ``out`` and returns the text.
 
@@ -306,6 +313,9 @@ def card_from_exports(
         Default: ``family_user`` if exported, else the first config.
     with_images : bool
         Whether the exported files hold the image bytes (see :func:`render_card`).
+    baselines : mapping, optional
+        A baselines ``results.json`` (:func:`inat_hf.analysis.baselines.load_results`): its table in the card,
+        its curves under ``figure_dir``.
     """
     default = _default_of([config.name for config, _, _ in built], default_config)
     pool = next(config for config, _, _ in built if config.name == default).train_split
@@ -322,6 +332,9 @@ def card_from_exports(
         plot_client_sizes(next(m for c, m, _ in built if c.name == default), f"{tmp}/f.png", config_name=default)
         out = out if isinstance(out, storage.Location) else storage.resolve(os.fspath(out))
         storage.write_bytes(out, figure, Path(tmp, "f.png").read_bytes())
+    section, curves = card_section(baselines, figure_dir)
+    for path, png in curves.items():
+        storage.write_bytes(out, path, png)
     return render_card(
         cards,
         rank_counts=train.rank_counts,
@@ -332,6 +345,7 @@ def card_from_exports(
         default_config=default,
         biases=compute_biases(images),
         with_images=with_images,
+        baselines=section,
     )
 
 
@@ -345,6 +359,7 @@ def card_from_data(
     replica_note: str | None = None,
     assets_dir: str | os.PathLike[str] | None = None,
     default_config: str | None = None,
+    baselines: Mapping[str, Any] | None = None,
 ) -> str:
     """Build (or load) each config's manifest, write the figure and return the card text.
 
@@ -353,7 +368,8 @@ def card_from_data(
     the card; no image is read); ``config_names``, ``{rank}_{scheme}`` names or
     configs with fields overridden; ``out_dir``, the local folder of the card; ``cache_dir``, as the builder's
     (the one manifest cache: :func:`inat_hf.manifest.cache_root`); ``assets_dir``, the folder of the figure,
-    inside ``out_dir`` (default ``out_dir/assets``). The splits listed are those with examples.
+    inside ``out_dir`` (default ``out_dir/assets``); ``baselines``, a baselines ``results.json`` for the card's
+    "Baselines" section. The splits listed are those with examples.
     """
     figure_dir = Path(os.path.relpath(assets_dir, out_dir)).as_posix() if assets_dir is not None else "assets"
     if figure_dir == ".." or figure_dir.startswith("../"):
@@ -372,5 +388,6 @@ def card_from_data(
         splits = [split for split in SPLITS if manifest.split_range(split)[1]]  # as the export writes them
         built.append((config, manifest, export_data_files(config.name, splits)))
     return card_from_exports(
-        built, images, out_dir, replica_note=replica_note, figure_dir=figure_dir, default_config=default_config
-    )
+        built, images, out_dir, replica_note=replica_note, figure_dir=figure_dir, default_config=default_config,
+        baselines=baselines,
+    )  # fmt: skip

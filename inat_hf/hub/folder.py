@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from inat_hf import storage
+from inat_hf.analysis.baselines import load_results
 from inat_hf.config import config_for
 from inat_hf.export.files import data_files, with_split_sizes
 from inat_hf.hub.card import card_config, card_from_exports
@@ -40,6 +41,7 @@ def write_card(
     out_storage_options: Mapping[str, Any] | None = None,
     cache_dir: str | None = None,
     replica_note: str | None = None,
+    baselines: str | None = None,
 ) -> str:
     """Write the dataset card (``README.md``, its figure under ``assets/``) of a prepared or exported folder.
 
@@ -61,6 +63,8 @@ def write_card(
         The manifest cache, as the run's.
     replica_note : str, optional
         Notice at the top of the card (numbers from the synthetic replica).
+    baselines : str, optional
+        A baselines ``results.json`` (``inat-fl baselines``): its table and curves go in the card.
 
     Returns
     -------
@@ -72,6 +76,7 @@ def write_card(
     ValueError
         The run did not complete (the report says so): rerun prepare first.
     """
+    results = load_results(baselines) if baselines else None  # a bad file stops here, before any work
     out = storage.resolve(out_url, out_storage_options)
     if report is None:
         report = json.loads(storage.read_bytes(out, REPORT_FILE))
@@ -94,7 +99,8 @@ def write_card(
         manifest = load_or_build(locate(source, config, cache_dir), source, metadata if same else None)
         built.append((config, manifest, data_files(config.name, list(written[config.name]))))
     with_images = all(config.with_images for config in configs)  # a run's configs: all with images or none
-    card = card_from_exports(built, metadata, out, replica_note=replica_note, with_images=with_images)
+    card = card_from_exports(built, metadata, out, replica_note=replica_note, with_images=with_images,
+                             baselines=results)  # fmt: skip
     counts = {name: dict(c) for name, c in examples.items()}
     text = with_split_sizes(card, out, written, built, counts)
     storage.write_bytes(out, "README.md", text.encode("utf-8"))
@@ -115,6 +121,7 @@ def export_dataset(
     replica_note: str | None = None,
     images_dir: str | None = None,
     image_storage_options: Mapping[str, Any] | None = None,
+    baselines: str | None = None,
 ) -> dict[str, dict[str, list[str]]]:
     """Export configs of the data at ``data_dir`` to ``out_url`` with the card (``README.md``).
 
@@ -124,7 +131,8 @@ def export_dataset(
     ``with_images``, the image bytes come from ``images_dir`` (any fsspec URL, with its own
     ``image_storage_options``; default ``data_dir`` and ``storage_options``), and a bad image stops the export
     naming it (``overrides={"on_bad_image": "skip"}`` skips and counts it instead). A rerun writes only the
-    files that are missing or do not match.
+    files that are missing or do not match. ``baselines`` (a ``results.json`` of ``inat-fl baselines``) puts
+    its table and curves in the card.
 
     Returns
     -------
@@ -140,6 +148,8 @@ def export_dataset(
         loc = Source.of(data_dir, storage_options, images_dir, image_storage_options)
         data_dir, storage_options = loc.data_dir, loc.storage_options
         images_dir, image_storage_options = loc.images_dir, loc.image_storage_options
+    if baselines:
+        load_results(baselines)  # a bad file stops here, before the export
     fields = dict(overrides or {})
     if fields.setdefault("with_images", with_images) != with_images:
         raise ValueError(
@@ -161,5 +171,5 @@ def export_dataset(
         progress=None,
     )
     write_card(out_url, data_dir, report, storage_options=storage_options, out_storage_options=out_storage_options,
-               cache_dir=cache_dir, replica_note=replica_note)  # fmt: skip
+               cache_dir=cache_dir, replica_note=replica_note, baselines=baselines)  # fmt: skip
     return files_written(report)

@@ -17,8 +17,8 @@ batch's file and row range. A rerun after a kill finds it and reuses it when tha
 (:func:`ensure_copy`), else writes it again; a task whose batch does not hold its file's range stops with a
 clear error instead of writing wrong rows. The copy is auxiliary: it is hidden, not under ``data/`` and matches
 no ``data_files`` glob of the card, so ``datasets.load_dataset(OUT, config)`` never reads it; a complete run
-deletes it (:func:`remove_copies`; credentials that may not delete leave it, with a warning) and ``inat-fl push`` never uploads one a failed run left (it holds the raw
-``user``).
+deletes it (:func:`remove_copies`; credentials that may not delete leave it, with a warning) and
+``inat-fl push`` never uploads one a failed run left (it holds the raw ``user``).
 """
 
 from __future__ import annotations
@@ -170,20 +170,25 @@ def _remove_others(out: storage.Location, config_name: str, keep: str, log: Text
 
 def remove_copies(out: storage.Location, relatives: Sequence[str]) -> list[str]:
     """Delete the copies of a complete run (the output no longer needs them); return those left because the
-    credentials may not delete (each named in a warning)."""
+    credentials may not delete (each named in a warning).
+    """
     return [relative for relative in relatives if not _remove_or_warn(out, relative)]
 
 
 def _remove_or_warn(out: storage.Location, relative: str) -> bool:
     """Delete ``relative``; if the output's credentials may write but not delete (upload-only SAS tokens are
     common), leave it, warn with its location and how to delete it, and return False. The copy is hidden and
-    never read by ``load_dataset`` nor uploaded by ``inat-fl push``, so the output stays correct."""
+    never read by ``load_dataset`` nor uploaded by ``inat-fl push``, so the output stays correct.
+    """
     try:
         storage.remove(out, relative)
     except storage.StorageAuthError as err:
         denied = str(err).split("; give credentials")[0]  # names the URL (redacted) and the store's answer
-        LOG.warning("prepare: left the rows copy %s: it is not part of the dataset (hidden, never loaded nor "
-                    "pushed) but holds the raw user ids; delete it with credentials that may delete", denied)
+        LOG.warning(
+            "prepare: left the rows copy %s: it is not part of the dataset (hidden, never loaded nor "
+            "pushed) but holds the raw user ids; delete it with credentials that may delete",
+            denied,
+        )
         return False
     return True
 

@@ -82,6 +82,7 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     "full": Scale("full", species_step=1, count_scale=1.0, users=158_873, val_per_species=10),
+    "medium": Scale("medium", species_step=25, count_scale=0.25, users=1_600, val_per_species=5, tiny_images=True),
     "small": Scale("small", species_step=100, count_scale=0.1, users=165, val_per_species=3),
     "tiny": Scale("tiny", species_step=500, count_scale=0.025, users=10, val_per_species=2, tiny_images=True),
 }

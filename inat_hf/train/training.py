@@ -214,6 +214,8 @@ class LocalSettings:
     max_steps: int | None = None
     workers: int = 0
     """DataLoader worker processes."""
+    proximal_mu: float = 0.0
+    """FedProx's ``mu``: ``mu / 2 * ||w - w_start||^2`` is added to every step's loss (0: plain local SGD)."""
 
     def __post_init__(self) -> None:
         at_least_one(self, "epochs", "batch_size", "max_steps")
@@ -221,6 +223,8 @@ class LocalSettings:
             raise ValueError(f"optimizer={self.optimizer!r}: choose from adamw, sgd")
         if not self.lr > 0:
             raise ValueError(f"lr={self.lr!r}: must be positive")
+        if not self.proximal_mu >= 0:
+            raise ValueError(f"proximal_mu={self.proximal_mu!r}: must be 0 or more")
 
 
 def at_least_one(settings: object, *names: str) -> None:
@@ -245,7 +249,8 @@ def train_local(
 ) -> LocalResult:
     """Train ``model`` in place on ``dataset`` (rows of ``pixel_values`` and ``labels``), on its device.
 
-    A fresh optimizer, a shuffling order drawn from ``seed``, autocast as :func:`autocast_dtype` says.
+    A fresh optimizer, a shuffling order drawn from ``seed``, autocast as :func:`autocast_dtype` says; with
+    ``local.proximal_mu`` > 0, FedProx's proximal term to the weights the client started from (Li et al. 2020).
 
     Raises
     ------
@@ -259,7 +264,8 @@ def train_local(
         )
     device = next(model.parameters()).device
     amp = autocast_dtype(device)
-    params, s = model.parameters(), local
+    params, s = list(model.parameters()), local
+    start = [p.detach().clone() for p in params] if s.proximal_mu else []
     opt = (
         torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
         if s.optimizer == "adamw"
@@ -276,7 +282,10 @@ def train_local(
                 break
             labels = batch["labels"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                loss = model(pixel_values=batch["pixel_values"].to(device, non_blocking=True), labels=labels).loss
+                ce = model(pixel_values=batch["pixel_values"].to(device, non_blocking=True), labels=labels).loss
+            loss = ce
+            if start:  # FedProx: mu / 2 * ||w - w_start||^2
+                loss = ce + s.proximal_mu / 2 * sum((p - p0).pow(2).sum() for p, p0 in zip(params, start, strict=True))
             opt.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()
@@ -285,7 +294,7 @@ def train_local(
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
-            losses.append(loss.detach())
+            losses.append(ce.detach())  # the task's loss (without the proximal term)
             sizes.append(len(labels))
     return LocalResult(len(dataset), torch.stack(losses).float().tolist() if losses else [], sizes)
 

@@ -84,6 +84,7 @@ def local_settings(config: Mapping[str, Any]) -> LocalSettings:
         weight_decay=number(config, "weight-decay"),
         max_steps=steps if steps > 0 else None,
         workers=integer(config, "workers"),
+        proximal_mu=number(config, "proximal-mu") if "proximal-mu" in config else 0.0,  # FedProx sends it
     )
 
 

@@ -12,12 +12,15 @@ data: ``data-dir`` (a data folder for the builder) or ``export`` (an export or `
 ``images`` (your copy of the images), ``storage-options`` (non-secret fsspec options, ``"KEY=VALUE ..."``),
 ``cache-dir``, ``num-proc``; the model: ``model`` (a size of
 :data:`~inat_hf.train.training.VIT_SIZES`, ``tiny`` or ``base``, for a random ViT; else a checkpoint name or
-path) and ``new-head``; the federation: ``strategy`` (``fedavg`` or ``fedavgm``), ``server-lr``,
-``server-momentum``, ``rounds``, ``num-nodes`` (the SuperNodes the server waits for), ``clients-per-round``
-(a count, or a fraction of ``num-nodes`` when below 1), ``node-wait-seconds``; local training:
-``local-epochs``, ``max-local-steps``, ``batch-size``, ``lr``, ``optimizer``, ``weight-decay``, ``workers``;
-evaluation and output: ``eval-batch-size``, ``val-limit``, ``seed``, ``out`` (the folder of
-``metrics.json``, ``metrics.csv`` and ``accuracy.png``, written by the ServerApp).
+path) and ``new-head``; the federation: ``strategy`` (``fedavg``, ``fedavgm``, ``fedprox``, ``fedadam`` or
+``fedyogi``: Flower's strategies), ``server-lr`` (FedAvgM's, or FedAdam's and FedYogi's ``eta``),
+``server-momentum`` (FedAvgM's, or their ``beta_1``), ``proximal-mu`` (FedProx; optional, default 0.01),
+``tau`` (FedAdam's and FedYogi's adaptivity; optional, default 1e-3), ``rounds``, ``num-nodes`` (the
+SuperNodes the server waits for), ``clients-per-round`` (a count, or a fraction of ``num-nodes`` when below
+1), ``node-wait-seconds``; local training: ``local-epochs``, ``max-local-steps``, ``batch-size``, ``lr``,
+``optimizer``, ``weight-decay``, ``workers``; evaluation and output: ``eval-batch-size``, ``val-limit``,
+``seed``, ``out`` (the folder of ``metrics.json``, ``metrics.csv`` and ``accuracy.png``, written by the
+ServerApp).
 
 A SuperNode reads its own copy: the node config (``flower-supernode --node-config``) names the node's
 ``partition-id`` (its client: the ``i``-th of the train split in client-id order), ``num-partitions`` and,
@@ -38,7 +41,10 @@ from inat_hf.train.data import TrainingData
 from inat_hf.train.fedavg import FedAvgSettings
 from inat_hf.train.training import VIT_SIZES, LocalSettings, make_model, make_processor
 
-STRATEGIES = ("fedavg", "fedavgm")
+STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi")
+STRATEGY_NAMES = {"fedavg": "FedAvg", "fedavgm": "FedAvgM", "fedprox": "FedProx", "fedadam": "FedAdam",
+                  "fedyogi": "FedYogi"}  # fmt: skip
+"""Flower's class of each ``strategy`` (:func:`inat_hf.train.flower.server.make_strategy`)."""
 NODE_DATA_KEYS = ("data-dir", "export", "images", "cache-dir")
 """The node config keys with which a SuperNode names its own copy of the data."""
 _WHERE = "[tool.flwr.app.config] of flower_app/pyproject.toml, or flwr run --run-config"
@@ -187,6 +193,8 @@ class AppConfig:
     out: str | None = None
     node_wait_seconds: float = 600.0
     num_proc: int | None = None
+    proximal_mu: float = 0.01
+    tau: float = 1e-3
 
     @classmethod
     def from_run_config(cls, config: Mapping[str, Any]) -> AppConfig:
@@ -205,11 +213,18 @@ class AppConfig:
         settings = _settings(config, num_nodes)
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy = {strategy!r}: choose from {', '.join(STRATEGIES)}")
-        if strategy == "fedavg" and (settings.server_momentum or settings.server_lr != 1.0):
+        if strategy in ("fedavg", "fedprox") and (settings.server_momentum or settings.server_lr != 1.0):
             raise ValueError(
-                f"strategy = 'fedavg' with server-momentum = {settings.server_momentum} and server-lr = "
-                f"{settings.server_lr}: FedAvg has neither; set strategy = 'fedavgm' (or momentum 0 and lr 1)"
+                f"strategy = {strategy!r} with server-momentum = {settings.server_momentum} and server-lr = "
+                f"{settings.server_lr}: {STRATEGY_NAMES[strategy]} has neither; set strategy = 'fedavgm' (or "
+                "momentum 0 and lr 1)"
             )
+        mu = _get(config, "proximal-mu", float) if "proximal-mu" in config else cls.proximal_mu
+        tau = _get(config, "tau", float) if "tau" in config else cls.tau
+        if strategy == "fedprox" and not mu > 0:
+            raise ValueError(f"proximal-mu = {mu!r} with strategy = 'fedprox': give FedProx's mu > 0 (e.g. 0.01)")
+        if not tau > 0:
+            raise ValueError(f"tau = {tau!r}: FedAdam's and FedYogi's adaptivity must be positive (e.g. 1e-3)")
         val_limit, num_proc = _get(config, "val-limit", int), _get(config, "num-proc", int)
         return cls(
             source=run_source(config),
@@ -221,13 +236,15 @@ class AppConfig:
             out=_optional(_get(config, "out", str)),
             node_wait_seconds=_get(config, "node-wait-seconds", float),
             num_proc=num_proc if num_proc > 0 else None,
+            proximal_mu=mu,
+            tau=tau,
         )
 
     def meta(self, device: str) -> dict[str, Any]:
         """The run's settings as ``metrics.json`` records them (the same keys in simulation and deployment)."""
         spec = self.model
         return {
-            "mode": "flower " + ("FedAvgM" if self.strategy == "fedavgm" else "FedAvg"),
+            "mode": "flower " + STRATEGY_NAMES[self.strategy],
             "config": self.source.config,
             "overrides": dict(self.source.overrides),
             "model": f"{spec.size} random ViT" if spec.checkpoint is None else spec.checkpoint,

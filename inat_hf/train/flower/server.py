@@ -45,7 +45,7 @@ from inat_hf.train.training import (
 try:
     from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
     from flwr.serverapp import Grid, ServerApp
-    from flwr.serverapp.strategy import FedAvg, FedAvgM
+    from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM, FedProx, FedYogi
 except ImportError as err:
     raise ImportError(
         'inat_hf.train.flower.server needs Flower: pip install "inaturalist-fl[flower]" '
@@ -75,24 +75,34 @@ def check_replies(server_round: int, replies: Iterable[Message]) -> list[Message
     return replies
 
 
-class StrictFedAvg(FedAvg):
-    """Flower's ``FedAvg`` that stops the run when a client fails (see :func:`check_replies`)."""
+class Strict:
+    """Mixin of a Flower strategy that stops the run when a client fails (see :func:`check_replies`)."""
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Check the replies, then aggregate as ``FedAvg`` does."""
-        return super().aggregate_train(server_round, check_replies(server_round, replies))
+        """Check the replies, then aggregate as the strategy does."""
+        return super().aggregate_train(server_round, check_replies(server_round, replies))  # type: ignore[misc]
 
 
-class StrictFedAvgM(FedAvgM):
-    """Flower's ``FedAvgM`` that stops the run when a client fails (see :func:`check_replies`)."""
+class StrictFedAvg(Strict, FedAvg):
+    """Flower's ``FedAvg``, strict."""
 
-    def aggregate_train(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Check the replies, then aggregate as ``FedAvgM`` does."""
-        return super().aggregate_train(server_round, check_replies(server_round, replies))
+
+class StrictFedAvgM(Strict, FedAvgM):
+    """Flower's ``FedAvgM`` (server momentum), strict."""
+
+
+class StrictFedProx(Strict, FedProx):
+    """Flower's ``FedProx`` (it sends ``proximal-mu``; the client adds the proximal term), strict."""
+
+
+class StrictFedAdam(Strict, FedAdam):
+    """Flower's ``FedAdam`` (Reddi et al. 2021, server-side Adam), strict."""
+
+
+class StrictFedYogi(Strict, FedYogi):
+    """Flower's ``FedYogi`` (Reddi et al. 2021, server-side Yogi), strict."""
 
 
 def aggregate_train_metrics(records: list[RecordDict], weighted_by_key: str) -> MetricRecord:
@@ -112,10 +122,21 @@ def aggregate_train_metrics(records: list[RecordDict], weighted_by_key: str) -> 
     )
 
 
-def make_strategy(settings: FedAvgSettings, num_nodes: int, *, algorithm: str | None = None) -> FedAvg:
-    """Flower's ``FedAvg`` (``FedAvgM`` with server momentum or a server lr, or with ``algorithm="fedavgm"``)
-    sampling ``clients_per_round`` of ``num_nodes`` nodes per round, without federated evaluation (the server
-    evaluates centrally).
+def make_strategy(
+    settings: FedAvgSettings,
+    num_nodes: int,
+    *,
+    algorithm: str | None = None,
+    proximal_mu: float = 0.0,
+    tau: float = 1e-3,
+) -> FedAvg:
+    """Flower's strategy ``algorithm`` sampling ``clients_per_round`` of ``num_nodes`` nodes per round, without
+    federated evaluation (the server evaluates centrally).
+
+    ``fedavg`` (``FedAvgM`` when a server momentum or lr is set, as ``None`` does), ``fedavgm``
+    (``settings.server_lr`` and ``server_momentum``), ``fedprox`` (``proximal_mu``), ``fedadam`` and
+    ``fedyogi`` (``eta = settings.server_lr``, ``eta_l`` the clients' lr, ``beta_1 = settings.server_momentum``
+    or Flower's 0.9, ``tau``).
     """
     k = settings.clients_per_round
     if k > num_nodes:
@@ -127,6 +148,12 @@ def make_strategy(settings: FedAvgSettings, num_nodes: int, *, algorithm: str | 
         "fraction_evaluate": 0.0,
         "train_metrics_aggr_fn": aggregate_train_metrics,
     }
+    if algorithm == "fedprox":
+        return StrictFedProx(**common, proximal_mu=proximal_mu)
+    if algorithm in ("fedadam", "fedyogi"):
+        kind = StrictFedAdam if algorithm == "fedadam" else StrictFedYogi
+        beta_1 = settings.server_momentum or 0.9
+        return kind(**common, eta=settings.server_lr, eta_l=settings.local.lr, beta_1=beta_1, tau=tau)
     if algorithm == "fedavgm" or settings.server_momentum or settings.server_lr != 1.0:
         return StrictFedAvgM(
             **common, server_learning_rate=settings.server_lr, server_momentum=settings.server_momentum
@@ -180,13 +207,16 @@ class RoundRecorder:
         return MetricRecord({"val-loss": metrics["loss"], "val-accuracy": metrics["accuracy"]})
 
 
-def run_rounds(grid: Grid, recorder: RoundRecorder, num_nodes: int, algorithm: str | None = None) -> None:
-    """Flower's strategy (:func:`make_strategy`) over the grid from the recorder's model, for the settings'
-    rounds; the recorder evaluates the global model before training and after every round.
+def run_rounds(
+    grid: Grid, recorder: RoundRecorder, num_nodes: int, algorithm: str | None = None, **strategy_options: float
+) -> None:
+    """Flower's strategy (:func:`make_strategy`, with ``strategy_options``: ``proximal_mu``, ``tau``) over the
+    grid from the recorder's model, for the settings' rounds; the recorder evaluates the global model before
+    training and after every round.
     """
     settings, model = recorder.settings, recorder.model
     seed_everything(settings.seed)
-    strategy = make_strategy(settings, num_nodes, algorithm=algorithm)
+    strategy = make_strategy(settings, num_nodes, algorithm=algorithm, **strategy_options)
     strategy.train_metrics_aggr_fn = recorder.aggregate
     model.to(pick_device())
     initial = ArrayRecord({k: v.detach().cpu() for k, v in model.state_dict().items()})
@@ -243,7 +273,7 @@ def serve(grid: Grid, run_config: Mapping[str, Any]) -> RoundRecorder:
     on_round = round_reporter(Path(config.out), meta, config.settings.rounds) if config.out else None
     recorder = server_side(config, on_round)
     wait_for_nodes(grid, config.num_nodes, config.node_wait_seconds)
-    run_rounds(grid, recorder, config.num_nodes, config.strategy)
+    run_rounds(grid, recorder, config.num_nodes, config.strategy, proximal_mu=config.proximal_mu, tau=config.tau)
     if len(recorder.rows) != config.settings.rounds + 1:
         raise ClientFailedError(f"the run ended after {len(recorder.rows) - 1} of {config.settings.rounds} rounds")
     return recorder
@@ -280,8 +310,19 @@ def run_flower_simulation(
     client_resources: Mapping[str, float] | None = None,
     ray_init_args: Mapping[str, Any] | None = None,
 ) -> Rows:
+    """The rows (one per round) of :func:`simulate`."""
+    return simulate(run_config, client_resources=client_resources, ray_init_args=ray_init_args).rows
+
+
+def simulate(
+    run_config: Mapping[str, Any],
+    *,
+    client_resources: Mapping[str, float] | None = None,
+    ray_init_args: Mapping[str, Any] | None = None,
+) -> RoundRecorder:
     """Run the apps with ``run_config`` through ``flwr.simulation.run_simulation`` (Ray backend), on
-    ``num-nodes`` simulated nodes (``partition-id`` ``0 .. num-nodes - 1``); one row per round.
+    ``num-nodes`` simulated nodes (``partition-id`` ``0 .. num-nodes - 1``); the recorder holds one row per
+    round and the final global model.
 
     ``client_resources`` is Flower's (``num_cpus``, ``num_gpus`` per client). The data source is prepared
     here, before Ray starts, so that bad input fails at once.
@@ -316,4 +357,5 @@ def run_flower_simulation(
         raise ClientFailedError("the simulation ended before its ServerApp finished (see Flower's log above)")
     if isinstance(results[0], BaseException):
         raise results[0]
-    return results[0].rows
+    recorder: RoundRecorder = results[0]
+    return recorder
