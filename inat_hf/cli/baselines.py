@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from typing import Any
 
 from inat_hf.cli import common
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         storage_options=common.parse_storage_options(args.option),
         cache_dir=args.cache_dir,
         client_resources={"num_cpus": args.client_cpus},
+        progress=sys.stderr,
     )
     print(f"baselines: {len(results['cells'])} cells; {args.out}/results.json, results.md, curves/")
     return 0
