@@ -15,7 +15,9 @@
 #      bf16 autocast, and the input pipeline's images/s with 0, 4, 8 and 14 DataLoader workers (the
 #      ViTImageProcessor path and the fast ImageTransform);
 #   4. scripts/finetune_vit.py --mode fedavg, 3 rounds of ViT-B/16 on the small replica;
-#   5. scripts/flower_sim.py, 2 rounds through flwr.simulation.run_simulation (Ray).
+#   5. scripts/flower_sim.py, 2 rounds through flwr.simulation.run_simulation (Ray);
+#   6. inat-fl baselines: the baselines grid with ViT-B/16 (random weights) on the small replica, at a size a
+#      GPU finishes in minutes (3 configs x central, FedAvg, FedAdam; 5 rounds): $OUT/baselines/results.md.
 # The JSON names the bottleneck: the pipeline with every core (best worker count) against the GPU's step rate.
 # A step that fails is recorded with its exit status and the tail of its log; the others still run.
 set -uo pipefail
@@ -43,11 +45,15 @@ if [ "$SMOKE" = 1 ]; then
   ROUNDS_ARGS="--clients-per-round 2 --max-local-steps 2 --val-limit 32"
   FLOWER_ARGS="--num-supernodes 4 --clients-per-round 2 --max-local-steps 2 --val-limit 32 --client-gpus 0"
   SIDE_SET="--set max_image_side=64"
+  BASELINES_ARGS="--model tiny --rounds 1 --clients-per-round 2 --val-limit 32 --client-cpus 1
+    --configs family_user family_iid:num_partitions=8 --algorithms central fedavg"
 else
   MODEL=base BATCH=128 BENCH_WORKERS=0,4,8,14 BENCH_BATCHES=10 BENCH_STEPS=10 WORKERS=8
   ROUNDS_ARGS="--clients-per-round 10 --val-limit 300"
   FLOWER_ARGS="--num-supernodes 20 --clients-per-round 4 --client-cpus 3 --client-gpus 0.25 --val-limit 300"
   SIDE_SET=""
+  BASELINES_ARGS="--model base --rounds 5 --clients-per-round 10 --local-epochs 1 --val-limit 300 --client-cpus 3
+    --configs family_user family_dirichlet:alpha=0.1 family_iid --algorithms central fedavg fedadam"
 fi
 
 step() {  # step NAME COMMAND...: run, log, record wall seconds and exit status
@@ -124,6 +130,9 @@ step finetune_fedavg "$PYTHON" scripts/finetune_vit.py "${DATA[@]}" "${SIDE[@]}"
 # shellcheck disable=SC2086
 step flower_sim "$PYTHON" scripts/flower_sim.py "${DATA[@]}" "${SIDE[@]}" --size "$MODEL" --rounds 2 \
   $FLOWER_ARGS --batch-size 32 --workers 2 --out "$OUT/flower"
+# shellcheck disable=SC2086
+step baselines "$PYTHON" -m inat_hf.cli baselines "${DATA[@]}" $BASELINES_ARGS --out "$OUT/baselines" \
+  --measured-on "the synthetic small replica (gpu_check.sh, $MODEL ViT, random weights)"
 
 "$PYTHON" - "$OUT" "$SMOKE" <<'PY'
 import json, pathlib, sys
@@ -133,7 +142,9 @@ def load(path):
 steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines() if line.strip()]
 bench = load(out / "bench" / "bench.json")
 summary = {"mode": "cpu-smoke" if smoke else "gpu", "env": load(out / "env.json"), "steps": steps, "bench": bench,
-           "fedavg": load(out / "fedavg" / "metrics.json"), "flower": load(out / "flower" / "metrics.json")}
+           "fedavg": load(out / "fedavg" / "metrics.json"), "flower": load(out / "flower" / "metrics.json"),
+           "baselines": (out / "baselines" / "results.md").read_text() if (out / "baselines" / "results.md").exists()
+           else None}
 if bench and bench["rows"]:
     fast = [r for r in bench["rows"] if r["transform"] == "fast"] or bench["rows"]
     best = max(fast, key=lambda r: r["pipeline_images_per_s"])

@@ -14,7 +14,7 @@ def add_parser(sub: Any) -> None:
     """Register ``sample``."""
     parser = sub.add_parser("sample", help="write the synthetic iNat 2021 replica to a folder or fsspec URL")
     parser.add_argument("out", help="folder or fsspec URL (az://container/prefix, memory://x, ...)")
-    parser.add_argument("--scale", default="small", help="tiny, small or full (default: small)")
+    parser.add_argument("--scale", default="small", help="tiny, small, medium or full (default: small)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--metadata-only", action="store_true", help="write train.json/val.json, no JPEGs")
     parser.add_argument(
