@@ -162,3 +162,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         print(f"\n{target} not written: the reliability tests did not all run and pass", file=sys.stderr)
         return
     Path(target).write_text(reliability.render(reliability.ROWS), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): on
+    a busy 2-core runner more threads spin and slow CPU training a hundredfold. Results do not depend on it
+    (the same seeds give the same numbers).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

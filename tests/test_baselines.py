@@ -23,12 +23,7 @@ GRID_ARGS = ["--configs", "family_user", "family_iid:num_partitions=6", "--algor
              "--measured-on", "the tiny replica"]  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

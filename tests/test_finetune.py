@@ -74,16 +74,7 @@ class Prepared(NamedTuple):
     validation: datasets.Dataset
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core runner more threads spin and slow CPU training a hundredfold.
-
-    Results do not depend on it (the same seeds give the same numbers).
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
