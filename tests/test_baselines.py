@@ -175,3 +175,17 @@ def test_the_run_config_takes_flowers_strategies_and_checks_them():
     assert type(yogi).__name__ == "StrictFedYogi" and yogi.tau == 1e-2
     prox = make_strategy(FedAvgSettings(clients_per_round=2), 3, algorithm="fedprox", proximal_mu=0.5)
     assert type(prox).__name__ == "StrictFedProx" and prox.proximal_mu == 0.5
+
+
+def test_the_command_line_imports_no_training_library():
+    """``inat-fl`` (every command's parser, baselines' budget flags included) starts without torch or Flower,
+    so that it works and starts quickly without the train extras."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, inat_hf.cli; inat_hf.cli.build_parser(); "
+        "print(sorted(m for m in ('torch', 'transformers', 'flwr', 'ray') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

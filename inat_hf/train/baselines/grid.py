@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from inat_hf.train.flower.runconfig import STRATEGIES, STRATEGY_NAMES
+from inat_hf.train.strategies import STRATEGIES, STRATEGY_NAMES
 
 ALGORITHMS = ("central", *STRATEGIES)
-"""``central`` and Flower's strategies (:data:`inat_hf.train.flower.runconfig.STRATEGIES`)."""
+"""``central`` and Flower's strategies (:data:`inat_hf.train.strategies.STRATEGIES`)."""
 ALGORITHM_NAMES = {"central": "central", **STRATEGY_NAMES}
 DEFAULT_ALGORITHMS = ("central", "fedavg", "fedavgm", "fedprox", "fedadam")
 

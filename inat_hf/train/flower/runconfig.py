@@ -39,12 +39,9 @@ from typing import Any
 from inat_hf.storage.redaction import SECRET_OPTIONS
 from inat_hf.train.data import TrainingData
 from inat_hf.train.fedavg import FedAvgSettings
+from inat_hf.train.strategies import STRATEGIES, STRATEGY_NAMES
 from inat_hf.train.training import VIT_SIZES, LocalSettings, make_model, make_processor
 
-STRATEGIES = ("fedavg", "fedavgm", "fedprox", "fedadam", "fedyogi")
-STRATEGY_NAMES = {"fedavg": "FedAvg", "fedavgm": "FedAvgM", "fedprox": "FedProx", "fedadam": "FedAdam",
-                  "fedyogi": "FedYogi"}  # fmt: skip
-"""Flower's class of each ``strategy`` (:func:`inat_hf.train.flower.server.make_strategy`)."""
 NODE_DATA_KEYS = ("data-dir", "export", "images", "cache-dir")
 """The node config keys with which a SuperNode names its own copy of the data."""
 _WHERE = "[tool.flwr.app.config] of flower_app/pyproject.toml, or flwr run --run-config"
