@@ -329,3 +329,21 @@ def test_fast_path_with_non_ascii_and_fallback_part_way(tmp_path, monkeypatch):
     monkeypatch.setattr(official_json, "_MAX_CUT_TRIES", 1)
     again = load_metadata(path)
     assert again.equals(whole) and again.num_rows == 3
+
+
+def test_a_folder_of_symbolic_links_is_read_as_its_targets(tiny_replica, tmp_path):
+    """Metadata files linked into a folder (a common way to share one copy) are found, with their targets'
+    size and time in the fingerprint; a broken link is not a file."""
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for name in ("train.json", "val.json"):
+        (linked / name).symlink_to(Path(tiny_replica.url, name))
+    (linked / "train_mini.json").symlink_to(tmp_path / "gone.json")  # broken: not listed as a file
+    assert load_metadata(str(linked)).equals(load_metadata(tiny_replica.url))
+
+    from inat_hf import storage
+    from inat_hf.storage.tokens import list_names
+
+    names = list_names(storage.resolve(str(linked)))
+    assert sorted(names) == ["train.json", "val.json"]
+    assert names["train.json"].split(":")[0] == str(Path(tiny_replica.url, "train.json").stat().st_size)

@@ -68,8 +68,18 @@ def list_names(loc: Location, relative: str = "") -> dict[str, str]:
     path = loc.path(relative)
     loc.fs.invalidate_cache(path)
     entries = retrying(lambda: loc.fs.ls(path, detail=True), loc, relative)
+    # a symbolic link is listed as "other" with the link's own size and time: take its target's (a file or not)
+    entries = [_followed(loc, entry) if entry.get("islink") else entry for entry in entries]
     return {
         str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]: token_of(entry)
         for entry in entries
         if entry.get("type") == "file"
     }
+
+
+def _followed(loc: Location, entry: dict) -> dict:
+    """The info of a symbolic link's target (a broken link: the entry as listed, type "other")."""
+    try:
+        return dict(loc.fs.info(entry["name"]))
+    except FileNotFoundError:
+        return entry
