@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -84,10 +85,11 @@ def plot_curves(results: Mapping[str, Any], data: str) -> bytes:
         rows = cell["rows"]
         if cell["algorithm"] == "central":
             ax.axhline(100 * cell["val_accuracy"], color="black", linestyle="--",
-                       label=f"central ({len(rows) - 1} epochs)")  # fmt: skip
+                       label=f"central ({len(rows) - 1} epoch{'s' if len(rows) > 2 else ''})")  # fmt: skip
         else:
             ax.plot([r["round"] for r in rows], [100 * r["val_accuracy"] for r in rows], marker=".", label=cell["name"])
-    ax.set(xlabel="round", ylabel="top-1 on the validation split (%)", title=f"{data}: {results['measured_on']}")
+    ax.set(xlabel="round", ylabel="top-1 on the validation split (%)")
+    ax.set_title(f"{data}\n{textwrap.shorten(results['measured_on'], 90)}", fontsize="medium")
     ax.grid(alpha=0.3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize="small")

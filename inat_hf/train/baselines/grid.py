@@ -110,7 +110,7 @@ class Budget:
             f"batch {self.batch_size}, {self.optimizer} lr {self.lr:g} (fresh each round); FedAvgM server lr "
             f"{self.fedavgm_server_lr:g} momentum {self.server_momentum:g}; FedProx mu {self.proximal_mu:g}; "
             f"FedAdam/FedYogi eta {self.adaptive_server_lr:g} tau {self.tau:g}; central: {self.central_epochs} "
-            f"epochs of the pooled train split; {self.model} ViT; holdout {self.test_fraction:g} of each client's "
+            f"epoch(s) of the pooled train split; {self.model} ViT; holdout {self.test_fraction:g} of each client's "
             f"rows; validation {self.val_limit or 'all'} rows; seed {self.seed}"
         )
 
