@@ -3,16 +3,18 @@
 
 The ServerApp reads the run config (:class:`inat_hf.train.flower.runconfig.AppConfig`), builds the model
 and the central ``validation`` split from the run's data, waits for ``num-nodes`` nodes, and runs Flower's
-``FedAvg`` (``FedAvgM`` with ``strategy = "fedavgm"``, a server momentum or a server lr: the same update as
-:func:`inat_hf.train.fedavg.server_update`): each round it samples ``clients-per-round`` nodes and sends
+strategy (:func:`make_strategy`): ``FedAvg``; ``FedAvgM`` with ``strategy = "fedavgm"``, a server momentum or
+a server lr (the same update as :func:`inat_hf.train.fedavg.server_update`); ``FedProx`` (the clients add
+the proximal term), ``FedAdam`` or ``FedYogi``. Each round it samples ``clients-per-round`` nodes and sends
 them the global weights and the local settings (:func:`inat_hf.train.flower.apps.train_config`); the global
 model is evaluated on the validation split before training and after every round (Flower's
 ``evaluate_fn``), giving the rows of :func:`inat_hf.train.fedavg.run_fedavg`, written to ``out`` as
 ``metrics.json``, ``metrics.csv`` and ``accuracy.png`` (:mod:`inat_hf.train.report`) whether the nodes
 are simulated or real. A client that fails stops the run with its error (Flower's own strategies would
 average the others and go on). Flower samples the cohort with ``random.sample`` over node ids, so cohorts
-differ between runs unless every node trains every round. :func:`run_flower_simulation` runs the same apps
-with ``flwr.simulation.run_simulation`` (Ray backend), as ``scripts/flower_sim.py`` does.
+differ between runs unless every node trains every round (the ServerApp seeds Python's generator, so a
+simulation repeats its cohorts). :func:`run_flower_simulation` and :func:`simulate` run the same apps with
+``flwr.simulation.run_simulation`` (Ray backend), as ``scripts/flower_sim.py`` and ``inat-fl baselines`` do.
 """
 
 from __future__ import annotations
