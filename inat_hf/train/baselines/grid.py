@@ -69,17 +69,19 @@ class Budget:
 
     Federated cells: ``rounds`` rounds of ``clients_per_round`` clients sampled by Flower, each training
     ``local_epochs`` epochs (at most ``max_local_steps`` steps) with a fresh ``optimizer`` at ``lr``, batches
-    of ``batch_size``. FedAvgM: server lr ``fedavgm_server_lr``, momentum ``server_momentum``; FedProx:
+    of ``batch_size``. The default gives every client the same work per round whatever its size (10 steps:
+    10 epochs of a client of at most one batch, 10 batches of a larger one), so that configs with small
+    clients (``user``, 1,000 Dirichlet or IID partitions) and large ones (``geo1k``) compare at equal compute. FedAvgM: server lr ``fedavgm_server_lr``, momentum ``server_momentum``; FedProx:
     ``proximal_mu``; FedAdam and FedYogi: ``eta = adaptive_server_lr``, ``tau``. The central cell trains
     the pooled train split ``central_epochs`` epochs with the same optimizer, lr and batch size. Each
     client keeps ``test_fraction`` of its rows as its holdout (the config's ``test`` split); every model is
     evaluated on ``val_limit`` rows of the central validation split (a seeded subset; 0: all).
     """
 
-    rounds: int = 20
+    rounds: int = 15
     clients_per_round: int = 10
-    local_epochs: int = 5
-    max_local_steps: int = 0
+    local_epochs: int = 10
+    max_local_steps: int = 10
     batch_size: int = 32
     lr: float = 1e-3
     optimizer: str = "adamw"
