@@ -78,7 +78,7 @@ class Budget:
     evaluated on ``val_limit`` rows of the central validation split (a seeded subset; 0: all).
     """
 
-    rounds: int = 15
+    rounds: int = 80
     clients_per_round: int = 10
     local_epochs: int = 10
     max_local_steps: int = 10
