@@ -77,8 +77,8 @@ class Budget:
     rounds on every config, IID included, and at 5.8% after 80 rounds on ``user``; SGD at 0.03 reached about
     20% on IID in 30 rounds (BENCHMARKS.md). FedAvgM: server lr ``fedavgm_server_lr``, momentum
     ``server_momentum``; FedProx: ``proximal_mu``; FedAdam and FedYogi: ``eta = adaptive_server_lr``,
-    ``tau``. The central cell trains the pooled train split ``central_epochs`` epochs with the same optimizer, lr and batch size. Each
-    client keeps ``test_fraction`` of its rows as its holdout (the config's ``test`` split); every model is
+    ``tau``. The central cell trains the pooled train split ``central_epochs`` epochs with the same optimizer,
+    lr and batch size. Each client keeps ``test_fraction`` of its rows as its holdout (the config's ``test`` split); every model is
     evaluated on ``val_limit`` rows of the central validation split (a seeded subset; 0: all).
     """
 
