@@ -78,8 +78,9 @@ class Budget:
     20% on IID in 30 rounds (BENCHMARKS.md). FedAvgM: server lr ``fedavgm_server_lr``, momentum
     ``server_momentum``; FedProx: ``proximal_mu``; FedAdam and FedYogi: ``eta = adaptive_server_lr``,
     ``tau``. The central cell trains the pooled train split ``central_epochs`` epochs with the same optimizer,
-    lr and batch size. Each client keeps ``test_fraction`` of its rows as its holdout (the config's ``test`` split); every model is
-    evaluated on ``val_limit`` rows of the central validation split (a seeded subset; 0: all).
+    lr and batch size. Each client keeps ``test_fraction`` of its rows as its holdout (the config's ``test``
+    split); every model is evaluated on ``val_limit`` rows of the central validation split (a seeded subset;
+    0: all).
     """
 
     rounds: int = 80
