@@ -8,6 +8,9 @@
 # and this package with --no-deps (its pyproject asks for datasets>=4). Exits non-zero on any mismatch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# its own environment only: a PYTHONPATH inherited from the caller (Ray sets one for its workers in the
+# process that ran a Flower simulation) would put that environment's datasets first
+unset PYTHONPATH PYTHONHOME
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV36:-.venv36}

@@ -83,6 +83,8 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         "strategy": "fedavgm" if args.server_momentum or args.server_lr != 1.0 else "fedavg",
         "server-lr": args.server_lr,
         "server-momentum": args.server_momentum,
+        "proximal-mu": 0.01,  # FedProx's; unused by FedAvg and FedAvgM
+        "tau": 0.001,  # FedAdam's and FedYogi's; unused here
         "rounds": args.rounds,
         "num-nodes": args.num_supernodes or 0,
         "clients-per-round": args.clients_per_round,

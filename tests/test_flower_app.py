@@ -109,7 +109,7 @@ def test_the_run_config_gives_every_setting():
         ({"storage-options": "account_name=x account_key=abc"}, r"account_key=\.\.\. is a secret.*environment"),
         ({"storage-options": "anon"}, r"expected KEY=VALUE pairs, not 'anon'"),
         ({"strategy": "fedavg", "server-momentum": 0.9}, r"strategy = 'fedavg' with server-momentum = 0\.9.*fedavgm"),
-        ({"strategy": "fedprox"}, r"strategy = 'fedprox': choose from fedavg, fedavgm"),
+        ({"strategy": "scaffold"}, r"strategy = 'scaffold': choose from fedavg, fedavgm, fedprox"),
         ({"clients-per-round": 3}, r"clients-per-round = 3: more than num-nodes = 2"),
         ({"clients-per-round": 1.5}, r"clients-per-round = 1\.5: a count is a whole number"),
         ({"num-nodes": 0}, r"num-nodes = 0: the server needs at least one SuperNode"),

@@ -235,7 +235,7 @@ def test_full_image_fields(full):
 
 
 def test_unknown_scale_is_refused():
-    with pytest.raises(ValueError, match=r"unknown scale 'huge'; choose from full, small, tiny"):
+    with pytest.raises(ValueError, match=r"unknown scale 'huge'; choose from full, medium, small, tiny"):
         sample.build_replica("huge")
     with pytest.raises(ValueError, match="unknown scale"):
         sample.write_sample("memory://never", scale="Small")

@@ -40,28 +40,11 @@ from inat_hf.train.pipeline import (
 )
 
 __all__ = [
-    "DEFAULT_CHECKPOINT",
-    "VIT_SIZES",
-    "ImageTransform",
-    "LocalResult",
-    "LocalSettings",
-    "ViTTransform",
-    "autocast_dtype",
-    "check_checkpoint_labels",
-    "evaluate",
-    "label_names",
-    "limit",
-    "load_weights",
-    "make_loader",
-    "make_model",
-    "make_processor",
-    "make_transform",
-    "pick_device",
-    "run_central",
-    "seed_everything",
-    "train_local",
-    "with_pipeline",
-]
+    "DEFAULT_CHECKPOINT", "VIT_SIZES", "ImageTransform", "LocalResult", "LocalSettings", "ViTTransform",
+    "autocast_dtype", "check_checkpoint_labels", "evaluate", "label_names", "limit", "load_weights",
+    "make_loader", "make_model", "make_processor", "make_transform", "pick_device", "run_central",
+    "seed_everything", "train_local", "with_pipeline",
+]  # fmt: skip
 
 DEFAULT_CHECKPOINT = "google/vit-base-patch16-224-in21k"
 VIT_SIZES: dict[str, dict[str, int]] = {

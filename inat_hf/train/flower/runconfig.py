@@ -14,8 +14,8 @@ data: ``data-dir`` (a data folder for the builder) or ``export`` (an export or `
 :data:`~inat_hf.train.training.VIT_SIZES`, ``tiny`` or ``base``, for a random ViT; else a checkpoint name or
 path) and ``new-head``; the federation: ``strategy`` (``fedavg``, ``fedavgm``, ``fedprox``, ``fedadam`` or
 ``fedyogi``: Flower's strategies), ``server-lr`` (FedAvgM's, or FedAdam's and FedYogi's ``eta``),
-``server-momentum`` (FedAvgM's, or their ``beta_1``), ``proximal-mu`` (FedProx; optional, default 0.01),
-``tau`` (FedAdam's and FedYogi's adaptivity; optional, default 1e-3), ``rounds``, ``num-nodes`` (the
+``server-momentum`` (FedAvgM's, or their ``beta_1``), ``proximal-mu`` (FedProx's mu),
+``tau`` (FedAdam's and FedYogi's adaptivity), ``rounds``, ``num-nodes`` (the
 SuperNodes the server waits for), ``clients-per-round`` (a count, or a fraction of ``num-nodes`` when below
 1), ``node-wait-seconds``; local training: ``local-epochs``, ``max-local-steps``, ``batch-size``, ``lr``,
 ``optimizer``, ``weight-decay``, ``workers``; evaluation and output: ``eval-batch-size``, ``val-limit``,
@@ -216,8 +216,7 @@ class AppConfig:
                 f"{settings.server_lr}: {STRATEGY_NAMES[strategy]} has neither; set strategy = 'fedavgm' (or "
                 "momentum 0 and lr 1)"
             )
-        mu = _get(config, "proximal-mu", float) if "proximal-mu" in config else cls.proximal_mu
-        tau = _get(config, "tau", float) if "tau" in config else cls.tau
+        mu, tau = _get(config, "proximal-mu", float), _get(config, "tau", float)
         if strategy == "fedprox" and not mu > 0:
             raise ValueError(f"proximal-mu = {mu!r} with strategy = 'fedprox': give FedProx's mu > 0 (e.g. 0.01)")
         if not tau > 0:
