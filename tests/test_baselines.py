@@ -149,6 +149,9 @@ def test_bad_grid_input_gets_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="test_fraction is the budget's"):
         DataCell.parse("family_user:test_fraction=0.5")
     assert DataCell.parse("family_dirichlet:alpha=0.1").overrides == (("alpha", 0.1),)
+    from inat_hf.train.baselines import DEFAULT_DATA
+
+    assert [DataCell.parse(cell.text) for cell in DEFAULT_DATA] == list(DEFAULT_DATA)  # the CLI's defaults
     with pytest.raises(ValueError, match="alpha"):
         DataCell.parse("family_dirichlet:alpha=many")
     with pytest.raises(ValueError, match="test_fraction=1"):

@@ -63,7 +63,8 @@ def test_no_text_points_to_the_projects_notes_outside_the_repository() -> None:
     files = subprocess.run(
         ["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
-    needles = ("shared folder", "DESIGN.md", "shared/data/", "../shared")
+    shared = "shared"  # assembled here, so that this file, which states the rule, does not itself match it
+    needles = (f"{shared} folder", "DESIGN.md", f"{shared}/data/", f"../{shared}")
     bad = []
     for name in files:
         path = REPO_ROOT / name

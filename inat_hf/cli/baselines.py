@@ -9,8 +9,6 @@ from typing import Any
 
 from inat_hf.cli import common
 
-DEFAULT_DATA = ("family_user", "family_geo1k", "family_dirichlet:alpha=1.0", "family_dirichlet:alpha=0.1", "family_iid")
-DEFAULT_ALGORITHMS = ("central", "fedavg", "fedavgm", "fedprox", "fedadam")
 BUDGET_HELP = {
     "rounds": "federated rounds",
     "clients_per_round": "clients Flower samples per round",
@@ -31,7 +29,9 @@ BUDGET_HELP = {
 
 def add_parser(sub: Any) -> None:
     """Register ``baselines``."""
-    from inat_hf.train.baselines.grid import Budget  # the defaults shown are the budget's
+    from inat_hf.train.baselines.grid import ALGORITHMS, DEFAULT_ALGORITHMS, DEFAULT_DATA, Budget  # no torch
+
+    data = [cell.text for cell in DEFAULT_DATA]
 
     parser = sub.add_parser(
         "baselines",
@@ -44,12 +44,12 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument("--out", required=True, help="local folder of results.json, results.md, curves/, cells/")
     parser.add_argument(
-        "--configs", nargs="+", default=list(DEFAULT_DATA), metavar="CONFIG[:FIELD=VALUE,...]",
-        help=f"data configs (default: {' '.join(DEFAULT_DATA)})",
+        "--configs", nargs="+", default=data, metavar="CONFIG[:FIELD=VALUE,...]",
+        help=f"data configs (default: {' '.join(data)})",
     )  # fmt: skip
     parser.add_argument(
         "--algorithms", nargs="+", default=list(DEFAULT_ALGORITHMS), metavar="ALGORITHM",
-        help=f"central, fedavg, fedavgm, fedprox, fedadam, fedyogi (default: {' '.join(DEFAULT_ALGORITHMS)})",
+        help=f"{', '.join(ALGORITHMS)} (default: {' '.join(DEFAULT_ALGORITHMS)})",
     )  # fmt: skip
     parser.add_argument("--measured-on", help="what the data is, for the table and the card (default: the data folder)")
     budget = parser.add_argument_group("the budget (the same for every cell)")

@@ -48,6 +48,11 @@ class DataCell:
         return cls(name.strip(), tuple(sorted(pairs.items())))
 
     @property
+    def text(self) -> str:
+        """``family_dirichlet:alpha=0.1``: the form :meth:`parse` reads (``inat-fl baselines --configs``)."""
+        return self.config + (":" + ",".join(f"{k}={v}" for k, v in self.overrides) if self.overrides else "")
+
+    @property
     def label(self) -> str:
         """``family_dirichlet(alpha=0.1)``: the name in tables and file names."""
         return self.config + (f"({', '.join(f'{k}={v}' for k, v in self.overrides)})" if self.overrides else "")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -108,10 +108,11 @@ def run_central(cell: Cell, budget: Budget, data: TrainingData) -> tuple[Rows, t
     """Train the pooled train split ``central_epochs`` epochs; one row per epoch (0: the initial model)."""
     spec = model_spec(budget.model)
     transform = make_transform(spec.processor())
-    train = with_pipeline(data.split("train"), transform)
+    pooled = data.split("train")
+    train = with_pipeline(pooled, transform)
     validation = limit(with_pipeline(data.split("validation"), transform), budget.val_limit or None, budget.seed)
     seed_everything(budget.seed)
-    model = spec.build(label_names(data.split("train"))).to(pick_device())
+    model = spec.build(label_names(pooled)).to(pick_device())
     local = LocalSettings(epochs=1, batch_size=budget.batch_size, lr=budget.lr, optimizer=budget.optimizer)
     rows: Rows = []
     for epoch in range(budget.central_epochs + 1):
@@ -232,8 +233,3 @@ def run_grid(
                 flush=True,
             )
     return {**meta, "cells": cells}
-
-
-def cells_of(results: dict[str, Any], data: str) -> Sequence[dict[str, Any]]:
-    """The cells of one data config, in the grid's order."""
-    return [cell for cell in results["cells"] if cell["data"] == data]
