@@ -195,3 +195,29 @@ def test_holdout_rows_are_per_client(arrays):
     assert np.array_equal(tests, np.round(sizes * 0.25).astype(int))
     held = filters.holdout_clients(assignment, 0.1, np.random.default_rng(0))
     assert held.size == round(sizes.size * 0.1)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        np.array([5, 3, 3, 9, 0, 5], dtype=np.int64),  # dense: numbered by counting
+        np.array([7, 7, 7], dtype=np.int32),
+        np.array([2**40, 3, 2**40, 11], dtype=np.int64),  # sparse: sorted
+        np.array([-4, 2, -4, 0], dtype=np.int64),  # negative: sorted
+        np.array([3, 1, 2], dtype=np.uint64),
+        np.array(["b", "a", "b"]),
+        np.zeros(0, dtype=np.int64),
+    ],
+)
+def test_natural_ids_numbers_keys_in_sorted_order(keys):
+    from inat_hf.partition import natural_ids
+
+    expected = np.unique(keys, return_inverse=True)[1].reshape(-1)
+    got = natural_ids(keys)
+    assert got.dtype == np.int64 and got.tolist() == expected.tolist()
+
+
+def test_client_ids_are_the_sorted_distinct_ids():
+    assignment = np.array([4, -1, 0, 4, 9, 0, -1], dtype=np.int64)
+    assert filters.client_ids(assignment).tolist() == [0, 4, 9]
+    assert filters.client_ids(np.full(3, DROPPED)).tolist() == []

@@ -20,7 +20,9 @@ whatever ``PYTHONHASHSEED``. Caching (and the fingerprint) is :mod:`inat_hf.mani
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,7 @@ from numpy.typing import NDArray
 
 from inat_hf.config import INatFLConfig
 from inat_hf.manifest import checks
+from inat_hf.metadata.pool import bulk_allocations
 from inat_hf.partition import DROPPED, filters, get_partitioner
 from inat_hf.schema import MANIFEST_COLUMNS, SPLITS
 from inat_hf.taxonomy import RANKS
@@ -163,10 +166,31 @@ def _mark(reason: NDArray[np.int8], assignment: NDArray[np.int64], why: str) -> 
     reason[(assignment < 0) & (reason < 0)] = DROP_REASONS.index(why)
 
 
-def _split_rows(images: pa.Table, name: str) -> pa.Table:
+def _pool_rows(images: pa.Table, name: str) -> NDArray[np.int64]:
+    """Row numbers of the ``name`` split's rows in ``images``, in image id order (stable)."""
     split = images["split"].combine_chunks()
-    split = split.dictionary_decode() if pa.types.is_dictionary(split.type) else split
-    return images.filter(pc.equal(split, name))
+    if pa.types.is_dictionary(split.type):
+        names = split.dictionary.to_pylist()
+        codes = split.indices.to_numpy(zero_copy_only=False)
+        rows = np.flatnonzero(codes == names.index(name)) if name in names else np.zeros(0, dtype=np.int64)
+    else:
+        rows = np.flatnonzero(pc.equal(split, name).to_numpy(zero_copy_only=False))
+    ids = images["image_id"].to_numpy()[rows]
+    if ids.size > 1 and not (ids[1:] >= ids[:-1]).all():  # metadata is usually in id order already
+        rows = rows[np.argsort(ids, kind="stable")]
+    return rows.astype(np.int64)
+
+
+_POOL_COLUMNS = ("image_id", "user", "latitude", "longitude")
+"""The columns that the partition schemes and the checks read, with the rank (never ``file_name``: copying
+strings is what costs)."""
+
+
+def _pool(images: pa.Table, name: str, rank: str) -> tuple[NDArray[np.int64], pa.Table]:
+    """The ``name`` split's row numbers in ``images`` and those rows, with the columns partitioning reads."""
+    rows = _pool_rows(images, name)
+    columns = [c for c in (*_POOL_COLUMNS, rank) if c in images.column_names]
+    return rows, images.select(columns).take(pa.array(rows))
 
 
 def check_configs(images: pa.Table, configs: Iterable[INatFLConfig]) -> None:
@@ -176,21 +200,27 @@ def check_configs(images: pa.Table, configs: Iterable[INatFLConfig]) -> None:
     call it first, so that the last config's problem stops the run before the first config's work.
     """
     for config in configs:
-        train = _split_rows(images, config.train_split)
+        _, train = _pool(images, config.train_split, config.rank)
         checks.check_source(images, train, _labels(train, config.rank)[0], config)
 
 
 def build_manifest(images: pa.Table, config: INatFLConfig, fingerprint: str = "") -> Manifest:
     """Partition an images table into the manifest of ``config`` (pure; see the module docstring).
 
+    The work is on row numbers and numeric columns; the rows themselves (``file_name`` and the rest) are
+    copied once, in the manifest's order, at the end.
+
     Raises
     ------
     inat_hf.errors.EmptyConfigError
         The config keeps no row (:mod:`inat_hf.manifest.checks`), in one line naming it, the rows in and why.
     """
-    train = _split_rows(images, config.train_split)  # the train pool: train or train_mini
-    train = train.take(pa.array(np.argsort(train["image_id"].to_numpy(), kind="stable")))  # input order is moot
-    val = _split_rows(images, "val")
+    with bulk_allocations():  # the system allocator: no huge-page compaction stalls (inat_hf.metadata.pool)
+        return _build(images, config, fingerprint)
+
+
+def _build(images: pa.Table, config: INatFLConfig, fingerprint: str) -> Manifest:
+    train_rows, train = _pool(images, config.train_split, config.rank)  # train or train_mini, in image id order
     labels, names = _labels(train, config.rank)
     checks.check_source(images, train, labels, config)  # before any partitioning: nothing to keep, say why
     clients_before: dict[str, NDArray[np.int64]] = {}
@@ -200,52 +230,61 @@ def build_manifest(images: pa.Table, config: INatFLConfig, fingerprint: str = ""
         raise checks.empty_config_error(config, train.num_rows, str(err)) from None
     checks.check_kept(config, train.num_rows, reason, DROP_REASONS, clients_before)
     kept = assignment >= 0
-    split_code = np.where(is_test, 1, 0)
-    order = np.lexsort((train["image_id"].to_numpy(), assignment, split_code))
+    split_code = np.where(is_test, 1, 0).astype(np.int8)
+    train_ids = train["image_id"].to_numpy()
+    order = np.lexsort((train_ids, assignment, split_code))  # rows sorted by image id: the last key is stable
     order = order[kept[order]]
-    parts = [_examples(train, order, assignment, split_code, labels)]
+    val_rows, val = _pool(images, "val", config.rank)
     val_labels, _ = _labels(val, config.rank)
-    if val.num_rows:
-        val_order = np.argsort(val["image_id"].to_numpy(), kind="stable")
-        val_order = val_order[val_labels[val_order] >= 0]
-        parts.append(_examples(val, val_order, np.full(val.num_rows, -1), np.full(val.num_rows, 2), val_labels))
-    table = pa.concat_tables(parts).combine_chunks()
+    val_order = np.flatnonzero(val_labels >= 0)  # val rows are in image id order
+    table = _examples(
+        images,
+        rows=np.concatenate([train_rows[order], val_rows[val_order]]),
+        client=np.concatenate([assignment[order], np.full(val_order.size, -1, dtype=np.int64)]),
+        split_code=np.concatenate([split_code[order], np.full(val_order.size, 2, dtype=np.int8)]),
+        labels=np.concatenate([labels[order], val_labels[val_order]]),
+    )
     dropped_rows = np.flatnonzero(~kept)
+    val_unlabelled = np.flatnonzero(val_labels < 0)
     dropped = pa.table(
         {
-            "image_id": train["image_id"].take(pa.array(dropped_rows)),
-            "split": pa.array(["train"] * dropped_rows.size, type=pa.string()),
-            "reason": pa.array(np.asarray(DROP_REASONS, dtype=object)[reason[dropped_rows]], type=pa.string()),
+            "image_id": np.concatenate([train_ids[dropped_rows], val["image_id"].to_numpy()[val_unlabelled]]),
+            "split": _strings(
+                ("train", "validation"),
+                np.concatenate([np.zeros(dropped_rows.size, np.int8), np.ones(val_unlabelled.size, np.int8)]),
+            ),
+            "reason": _strings(
+                DROP_REASONS,
+                np.concatenate([reason[dropped_rows], np.full(val_unlabelled.size, DROP_REASONS.index("no_label"))]),
+            ),
         }
     )
-    if val.num_rows:
-        val_unlabelled = np.flatnonzero(val_labels < 0)
-        dropped = pa.concat_tables(
-            [
-                dropped,
-                pa.table(
-                    {
-                        "image_id": val["image_id"].take(pa.array(val_unlabelled)),
-                        "split": pa.array(["validation"] * val_unlabelled.size, type=pa.string()),
-                        "reason": pa.array(["no_label"] * val_unlabelled.size, type=pa.string()),
-                    }
-                ),
-            ]
-        )
     clients = _client_index(assignment[order], split_code[order], heldout)
     return Manifest(table=table, clients=clients, dropped=dropped, label_names=names, fingerprint=fingerprint)
 
 
+def _strings(names: tuple[str, ...], codes: NDArray) -> pa.Array:
+    """``names[code]`` for each code, as a plain string array (built from a dictionary: no Python objects)."""
+    indices = pa.array(codes.astype(np.int32, copy=False))
+    return pa.DictionaryArray.from_arrays(indices, pa.array(names, type=pa.string())).cast(pa.string())
+
+
 def _examples(
-    images: pa.Table, order: NDArray[np.int64], client: NDArray, split_code: NDArray, labels: NDArray
+    images: pa.Table, *, rows: NDArray[np.int64], client: NDArray, split_code: NDArray, labels: NDArray
 ) -> pa.Table:
-    """The manifest rows of ``images[order]``, in :data:`~inat_hf.schema.MANIFEST_COLUMNS` order."""
-    taken = images.take(pa.array(order))
+    """The manifest rows: ``images`` at ``rows`` (one copy), in :data:`~inat_hf.schema.MANIFEST_COLUMNS` order."""
     computed = {
-        "client_id": pa.array(client[order], type=pa.int64()),
-        "split": pa.array(np.asarray(SPLITS, dtype=object)[split_code[order]], type=pa.string()),
-        "label": pa.array(labels[order], type=pa.int32()),
+        "client_id": pa.array(client, type=pa.int64()),
+        "split": _strings(SPLITS, split_code),
+        "label": pa.array(labels, type=pa.int32()),
     }
+    copied = [name for name in MANIFEST_COLUMNS if name not in computed]
+    indices = pa.array(rows)
+    largest_first = sorted(copied, key=lambda name: -images[name].nbytes)
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:  # Arrow releases the GIL
+        taken = dict(
+            zip(largest_first, pool.map(lambda name: _take(images[name], indices), largest_first), strict=True)
+        )
     encoded = pa.dictionary(pa.int32(), pa.string())  # ranks and users: few distinct values
     return pa.table(
         {
@@ -253,6 +292,16 @@ def _examples(
             for name in MANIFEST_COLUMNS
         }
     )
+
+
+def _take(column: pa.ChunkedArray, indices: pa.Array) -> pa.Array:
+    """``column`` at ``indices``, as one array. Concatenated first: Arrow's ``take`` across many string chunks is
+    several times slower than a concatenation and a ``take`` from one (a string column over 2 GiB stays chunked).
+    """
+    try:
+        return column.combine_chunks().take(indices)
+    except (pa.ArrowInvalid, pa.ArrowCapacityError):  # offsets past 2**31 - 1: take across the chunks
+        return column.take(indices).combine_chunks()
 
 
 def _client_index(client: NDArray[np.int64], split_code: NDArray, heldout: NDArray[np.int64]) -> pa.Table:

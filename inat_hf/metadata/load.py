@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 from inat_hf import storage
 from inat_hf.errors import MetadataError
 from inat_hf.metadata.official_json import OFFICIAL_SPLITS, read_official_json
+from inat_hf.metadata.pool import bulk_allocations
 from inat_hf.metadata.processed_csv import read_processed_csv
 from inat_hf.metadata.report import MetadataReport, attach_report
 from inat_hf.schema import TRAIN_SPLITS, Policy, check_policy
@@ -139,16 +140,17 @@ def load_metadata(
     loc = url if isinstance(url, storage.Location) else storage.resolve(url, storage_options)
     files = find_metadata_files(loc, splits, train_split=train_split)
     tables, taxonomies, report = [], [], MetadataReport()
-    for relative in files:
-        file_loc = loc.child(relative) if relative else loc
-        if file_loc.root.endswith(".csv"):
-            read = read_processed_csv(file_loc, on_invalid=on_invalid, split=csv_split(file_loc.root))
-        else:
-            read = read_official_json(file_loc, on_invalid=on_invalid)
-        tables.append(read[0])
-        report.files.append(read[1])
-        taxonomies.append(read[2])
-    return attach_report(_combine(tables, taxonomies), report)
+    with bulk_allocations():  # the system allocator: no huge-page compaction stalls (inat_hf.metadata.pool)
+        for relative in files:
+            file_loc = loc.child(relative) if relative else loc
+            if file_loc.root.endswith(".csv"):
+                read = read_processed_csv(file_loc, on_invalid=on_invalid, split=csv_split(file_loc.root))
+            else:
+                read = read_official_json(file_loc, on_invalid=on_invalid)
+            tables.append(read[0])
+            report.files.append(read[1])
+            taxonomies.append(read[2])
+        return attach_report(_combine(tables, taxonomies), report)
 
 
 def _combine(tables: list[pa.Table], taxonomies: list[Taxonomy]) -> pa.Table:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from inat_hf.partition.schemes import DROPPED
+from inat_hf.partition.schemes import DROPPED, natural_ids
 
 
 def renumber(assignment: NDArray[np.int64]) -> NDArray[np.int64]:
     """Compact client ids to ``0..C-1`` keeping their order; ``-1`` stays."""
     out = np.full(assignment.shape, DROPPED, dtype=np.int64)
     kept = assignment >= 0
-    _, out[kept] = np.unique(assignment[kept], return_inverse=True)
+    out[kept] = natural_ids(assignment[kept])
     return out
 
 
@@ -24,6 +24,11 @@ def client_sizes(assignment: NDArray[np.int64]) -> NDArray[np.int64]:
     """Rows per client id (index = client id)."""
     kept = assignment[assignment >= 0]
     return np.bincount(kept) if kept.size else np.zeros(0, dtype=np.int64)
+
+
+def client_ids(assignment: NDArray[np.int64]) -> NDArray[np.int64]:
+    """The distinct client ids, sorted (``-1`` excluded); as ``np.unique`` by a counting pass."""
+    return np.flatnonzero(client_sizes(assignment)).astype(np.int64)
 
 
 def drop_small_clients(assignment: NDArray[np.int64], min_client_size: int) -> NDArray[np.int64]:
@@ -50,7 +55,7 @@ def sample_clients(assignment: NDArray[np.int64], fraction: float, rng: np.rando
     """Keep a uniformly random ``fraction`` of the clients (at least one)."""
     if not 0 < fraction <= 1:
         raise ValueError(f"client_fraction must be in (0, 1], got {fraction!r}")
-    clients = np.unique(assignment[assignment >= 0])
+    clients = client_ids(assignment)
     if fraction == 1 or clients.size == 0:
         return assignment
     keep = max(1, round(clients.size * fraction))
@@ -98,7 +103,7 @@ def holdout_clients(assignment: NDArray[np.int64], fraction: float, rng: np.rand
     """
     if not 0 <= fraction < 1:
         raise ValueError(f"holdout_client_fraction must be in [0, 1), got {fraction!r}")
-    clients = np.unique(assignment[assignment >= 0])
+    clients = client_ids(assignment)
     count = round(clients.size * fraction)
     if count == 0:
         return np.zeros(0, dtype=np.int64)
