@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -251,38 +252,54 @@ def bench_metadata(args: argparse.Namespace) -> dict:
     return result
 
 
+_PARTITION_TASKS = {
+    "user": "ours: user assignment + client index",
+    "manifest": "ours: whole family_user manifest build",
+    "dirichlet": "ours: Dirichlet, min(1000, N/100) clients, species",
+    "flower": "flwr-datasets NaturalIdPartitioner map",
+}
+
+
 def bench_partition(args: argparse.Namespace) -> dict:
     _ensure_replica(Path(args.data), args.scale)
-    runs = {name: _run_child(name, Path(args.data)) for name in ("user", "manifest", "dirichlet", "flower")}
-    if runs["user"]["clients"] != runs["flower"]["clients"] or runs["manifest"]["clients"] != runs["user"]["clients"]:
-        raise SystemExit(f"client counts disagree: {runs}")
-    flower = runs["flower"]["seconds"]
+    rounds = []
+    for _ in range(args.repeat):  # every task once per round, each in a fresh process
+        runs = {name: _run_child(name, Path(args.data)) for name in _PARTITION_TASKS}
+        if (
+            runs["user"]["clients"] != runs["flower"]["clients"]
+            or runs["manifest"]["clients"] != runs["user"]["clients"]
+        ):
+            raise SystemExit(f"client counts disagree: {runs}")
+        rounds.append({"runs": runs, "load_average": os.getloadavg()[0]})
+    speedups = {
+        name: [r["runs"]["flower"]["seconds"] / r["runs"][name]["seconds"] for r in rounds]
+        for name in ("user", "manifest")
+    }
     result = {
         "bench": "partition",
         "data": str(args.data),
-        "clients": runs["user"]["clients"],
-        "runs": runs,
-        "user_speedup_vs_flower": flower / runs["user"]["seconds"],
-        "manifest_speedup_vs_flower": flower / runs["manifest"]["seconds"],
-        "manifest_cpu_speedup_vs_flower": runs["flower"]["cpu_seconds"] / runs["manifest"]["cpu_seconds"],
-        "load_average": os.getloadavg()[0],
+        "clients": rounds[0]["runs"]["user"]["clients"],
+        "rounds": rounds,
+        "user_speedup_vs_flower": speedups["user"],
+        "manifest_speedup_vs_flower": speedups["manifest"],
+        "manifest_speedup_median": statistics.median(speedups["manifest"]),
+        "manifest_cpu_speedup_vs_flower": [
+            r["runs"]["flower"]["cpu_seconds"] / r["runs"]["manifest"]["cpu_seconds"] for r in rounds
+        ],
     }
     gib = 2**30
-    print(f"{runs['user']['clients']:,} clients (user scheme); each task timed after the metadata is loaded")
-    print(f"{'task':<48}{'seconds':>9}{'vs Flower':>11}{'CPU s':>8}{'vs Flower':>11}{'peak RSS GiB':>14}")
-    labels = {
-        "user": "ours: user assignment + client index",
-        "manifest": "ours: whole family_user manifest build",
-        "dirichlet": "ours: Dirichlet, min(1000, N/100) clients, species",
-        "flower": "flwr-datasets NaturalIdPartitioner map",
-    }
-    for name, run in runs.items():
-        ratio, cpu_ratio = flower / run["seconds"], runs["flower"]["cpu_seconds"] / run["cpu_seconds"]
-        print(
-            f"{labels[name]:<48}{run['seconds']:>9.2f}{ratio:>10.1f}x{run['cpu_seconds']:>8.2f}{cpu_ratio:>10.1f}x"
-            f"{run['peak_rss_bytes'] / gib:>14.2f}"
-        )
-    print(f"load average at the end: {result['load_average']:.1f}")
+    print(f"{result['clients']:,} clients (user scheme); each task timed after the metadata is loaded")
+    print(f"{'round':<7}{'task':<48}{'seconds':>9}{'vs Flower':>11}{'CPU s':>8}{'vs Flower':>11}{'peak RSS GiB':>14}")
+    for i, r in enumerate(rounds, 1):
+        runs, flower = r["runs"], r["runs"]["flower"]
+        for name, run in runs.items():
+            ratio, cpu_ratio = flower["seconds"] / run["seconds"], flower["cpu_seconds"] / run["cpu_seconds"]
+            print(
+                f"{i:<7}{_PARTITION_TASKS[name]:<48}{run['seconds']:>9.2f}{ratio:>10.1f}x{run['cpu_seconds']:>8.2f}"
+                f"{cpu_ratio:>10.1f}x{run['peak_rss_bytes'] / gib:>14.2f}"
+            )
+        print(f"{i:<7}load average at the end of the round: {r['load_average']:.1f}")
+    print(f"whole manifest vs Flower, median of {len(rounds)}: {result['manifest_speedup_median']:.1f}x")
     print(json.dumps(result))
     return result
 
@@ -304,6 +321,7 @@ def main() -> None:
     part = sub.add_parser("partition", help="our user partition and manifest vs Flower's NaturalIdPartitioner")
     part.add_argument("--data", default=str(ROOT / "bench_out" / "full"), help="replica folder (written if missing)")
     part.add_argument("--scale", default="full")
+    part.add_argument("--repeat", type=int, default=1, help="rounds (every task once per round, fresh processes)")
     part.set_defaults(func=bench_partition)
     for name, text in PLUGINS.items():  # listed for --help; main() runs them before parsing
         sub.add_parser(name, help=f"{text} (scripts/bench_{name}.py)")
