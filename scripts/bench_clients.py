@@ -12,6 +12,11 @@ into ``--cache`` (reruns reuse it). Then, each in a fresh process and starting f
 * Flower: ``NaturalIdPartitioner(partition_by="user")`` over the same split and its first
   ``load_partition`` (which builds its partition maps); then ``load_partition`` for the same ids.
 
+With ``--shards N``, both read the same split laid out as ``load_dataset`` lays out the prepared files with
+image bytes at full size instead (not timed; cached next to ``--cache``): ``N`` Arrow files (one per 500 MB:
+6 for the 2.7M rows with their JPEGs) of record batches of ``--batch-rows`` rows (the Parquet row groups,
+256 with images), which ``datasets`` reads as one ``ConcatenationTable`` of 33,442 chunks per column.
+
 Partition ``i`` of Flower (the ``i``-th user name in sorted order) is client ``i`` of ``family_user``;
 the run fails if the two disagree on the image ids of the clients it checks. Targets: our first client
 at least 20x sooner than Flower's, ``client(c)`` median under 1 ms and no slower than Flower's later calls.
@@ -21,11 +26,13 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,9 +43,40 @@ CHECKED_CLIENTS = 25
 """Clients (of the timed ones) whose image ids must agree between ours and Flower's."""
 
 
+def _split(params: dict[str, Any]) -> Any:
+    """The prepared train split, or its copy laid out in shards of small batches (``--shards``)."""
+    if params.get("relaid"):
+        import datasets
+
+        files = sorted(Path(params["relaid"]).glob("*.arrow"))
+        return datasets.concatenate_datasets([datasets.Dataset.from_file(str(f)) for f in files])
+    return split_builder(params).as_dataset("train")
+
+
+def _relay(params: dict[str, Any], shards: int, batch_rows: int) -> str:
+    """Write the prepared train split again as ``shards`` Arrow files of ``batch_rows``-row record batches
+    (``datasets``' own writers re-batch to 1,000 rows, so the files are written here; ``_split`` reads them as
+    ``load_dataset`` reads its shards: ``Dataset.from_file`` each, then ``concatenate_datasets``).
+    """
+    import pyarrow as pa
+
+    cache = Path(params["cache"])
+    folder = cache.with_name(f"{cache.name}-{params['config']}-{shards}x{batch_rows}")
+    if not (folder / "complete").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        table = split_builder(params).as_dataset("train").data.table.combine_chunks()
+        bounds = np.linspace(0, table.num_rows, shards + 1).astype(int)
+        for i, (start, stop) in enumerate(itertools.pairwise(bounds.tolist())):
+            with pa.ipc.new_stream(str(folder / f"train-{i:05d}-of-{shards:05d}.arrow"), table.schema) as out:
+                for batch in table.slice(start, stop - start).to_batches(max_chunksize=batch_rows):
+                    out.write_batch(batch)
+        (folder / "complete").touch()
+    return str(folder)
+
+
 def _task(which: str, params: dict[str, Any]) -> dict[str, Any]:
     """Load the prepared split (not timed), then time the first client and the later calls."""
-    train = split_builder(params).as_dataset("train")
+    train = _split(params)
     gc.collect()  # the builder and its manifest go now, not during the timed part
     if which == "ours":
         from inat_hf.federated.clients import ClientData
@@ -75,6 +113,11 @@ def _task(which: str, params: dict[str, Any]) -> dict[str, Any]:
         "call_mean_ms": float(np.mean(seconds) * 1e3),
         "calls": len(seconds),
         "checked_digest": ids_digest(checked),
+        "layout": {
+            "table": type(train.data).__name__,
+            "files": len(train.cache_files),
+            "chunks": train.data.table.column(0).num_chunks,
+        },
     }
 
 
@@ -105,6 +148,8 @@ def bench_clients(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
     }
     prepare = prepare_split(params, args.num_proc)
+    if args.shards:
+        params["relaid"] = _relay(params, args.shards, args.batch_rows)
     ours, flower = _run_child("ours", params), _run_child("flower", params)
     if (ours["clients"], ours["checked_digest"]) != (flower["clients"], flower["checked_digest"]):
         raise SystemExit(f"ours and Flower disagree on the clients: ours {ours}, Flower {flower}")
@@ -116,6 +161,7 @@ def bench_clients(args: argparse.Namespace) -> dict[str, Any]:
         "data": params["data"],
         "rows": ours["rows"],
         "clients": ours["clients"],
+        "layout": ours["layout"],
         "prepare": prepare,
         "ours": ours,
         "flower": flower,
@@ -132,6 +178,8 @@ def bench_clients(args: argparse.Namespace) -> dict[str, Any]:
         f"{args.config}, metadata only: {ours['rows']:,} train rows, {ours['clients']:,} clients "
         f"({state}: builder {prepare['builder_init_seconds']:.1f} s, prepare {prepare['prepare_seconds']:.1f} s)"
     )
+    layout = ours["layout"]
+    print(f"split read as a {layout['table']} of {layout['files']} file(s), {layout['chunks']:,} chunks per column")
     print(f"{'task':<44}{'first client s':>15}{'median ms':>11}{'p90 ms':>9}{'mean ms':>9}{'calls':>7}")
     labels = {"ours": "ours: ClientData(train).client(c)", "flower": 'flwr NaturalIdPartitioner("user")'}
     for name, run in (("ours", ours), ("flower", flower)):
@@ -149,6 +197,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("clients", help="ClientData.client vs Flower's NaturalIdPartitioner")
     add_split_arguments(parser)
     parser.add_argument("--calls", type=int, default=1000, help="timed calls after the first")
+    parser.add_argument("--shards", type=int, default=0, help="lay the split out in N Arrow files (0: as prepared)")
+    parser.add_argument("--batch-rows", type=int, default=256, help="rows per record batch with --shards")
     parser.set_defaults(func=bench_clients)
 
 

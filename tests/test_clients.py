@@ -5,7 +5,9 @@ from __future__ import annotations
 import pickle
 
 import datasets
+import datasets.table
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -18,6 +20,7 @@ from inat_hf.federated.dataset_state import (
     contiguous_slice,
     dataset_fingerprint,
     has_indices_mapping,
+    slice_table,
     table_rows,
 )
 from inat_hf.federated.stream import ClientStream, stream_client
@@ -103,6 +106,50 @@ def test_datasets_still_has_the_state_that_contiguous_slice_sets(train):
     rows = table_rows(shuffled)
     assert has_indices_mapping(shuffled) and rows is not None and table_rows(train.dataset) is None
     assert np.asarray(train.dataset["image_id"])[rows].tolist() == shuffled["image_id"]
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory) -> datasets.Dataset:
+    """A split of three Arrow files (as ``load_dataset`` writes a large one), each of many small record batches
+    (as a Parquet folder of 256-row groups loads), client ids in runs: a ``ConcatenationTable``."""
+    rows = 2_000
+    client = np.repeat(np.arange(100), np.random.default_rng(0).multinomial(rows - 100, [0.01] * 100) + 1)
+    ids = np.arange(rows)
+    table = pa.table({"image_id": ids, "client_id": client, "file_name": [f"train/{i}.jpg" for i in ids]})
+    folder = tmp_path_factory.mktemp("sharded") / "split"
+    datasets.Dataset(pa.Table.from_batches(table.to_batches(max_chunksize=7))).save_to_disk(folder, num_shards=3)
+    loaded = datasets.load_from_disk(str(folder))
+    assert type(loaded.data) is datasets.table.ConcatenationTable and len(loaded.data.blocks) == 3
+    return loaded
+
+
+@pytest.mark.parametrize(
+    ("offset", "length"),
+    [(0, 5), (10, 300), (660, 20), (666, 1), (600, 800), (0, 2_000), (1_990, 10), (1_333, 0), (2_000, 0)],
+)
+def test_a_slice_of_several_shards_is_what_datasets_slices(sharded, offset, length):
+    """slice_table finds the rows by binary search, and gives what ConcatenationTable.slice gives: the same rows,
+    schema and shards (blocks), each shard the same memory-mapped file and replays (so a client pickles as a
+    reference to the files, not as its rows)."""
+    table = sharded.data
+    ours, theirs = slice_table(table, offset, length), table.slice(offset, length)
+    assert type(ours) is type(theirs) and ours.table.equals(theirs.table) and ours.schema == theirs.schema
+    assert len(ours.blocks) == len(theirs.blocks)
+    for mine, reference in zip(ours.blocks, theirs.blocks, strict=True):
+        assert [(type(b), b.path, b.replays) for b in mine] == [(type(b), b.path, b.replays) for b in reference]
+        assert all(b.table.equals(r.table) for b, r in zip(mine, reference, strict=True))
+    if length:  # (datasets cannot unpickle a ConcatenationTable of no blocks, its own slice's nor ours)
+        assert pickle.loads(pickle.dumps(ours)).table.equals(theirs.table)
+
+
+def test_every_client_of_a_sharded_split_is_its_rows(sharded):
+    clients = ClientData(sharded)
+    ids = np.asarray(sharded["client_id"])
+    assert clients.num_clients == 100
+    for cid in clients.client_ids.tolist():
+        part = clients.client(cid)
+        assert part["image_id"] == np.flatnonzero(ids == cid).tolist() and set(part["client_id"]) == {cid}
+        assert part[:] == sharded.select(np.flatnonzero(ids == cid)).to_dict()
 
 
 def test_a_client_is_a_full_dataset(train):

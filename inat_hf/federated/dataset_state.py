@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 
 import datasets
+import datasets.table
 import numpy as np
 from numpy.typing import NDArray
 
@@ -32,6 +33,8 @@ def contiguous_slice(dataset: datasets.Dataset, offset: int, length: int, finger
     copies, and ``datasets`` copies a dataset before changing its features). Should a future ``datasets``
     lack one of these fields, the public ``select`` is used instead (correct, only slower).
 
+    The table is sliced by :func:`slice_table`, in time independent of how many chunks and shards it has.
+
     ``dataset`` may not carry an indices mapping; ``fingerprint`` is the new dataset's.
     """
     if offset < 0 or length < 0 or offset + length > dataset.num_rows:
@@ -44,7 +47,7 @@ def contiguous_slice(dataset: datasets.Dataset, offset: int, length: int, finger
     part = datasets.Dataset.__new__(datasets.Dataset)
     vars(part).update(
         state,
-        _data=state["_data"].slice(offset, length),
+        _data=slice_table(state["_data"], offset, length),
         _info=copy.copy(state["_info"]),
         _indexes={},
         _format_kwargs=dict(state["_format_kwargs"]),
@@ -52,6 +55,38 @@ def contiguous_slice(dataset: datasets.Dataset, offset: int, length: int, finger
         _fingerprint=fingerprint,
     )
     return part
+
+
+def slice_table(table: datasets.table.Table, offset: int, length: int) -> datasets.table.Table:
+    """``table.slice(offset, length)``, found by binary search over the table's record batches.
+
+    A split of one Arrow file (``MemoryMappedTable``) already slices so. A split of several files (a
+    ``ConcatenationTable``: ``load_dataset`` writes a shard per 500 MB, e.g. 6 for the full train split with
+    image bytes) slices its whole ``pyarrow.Table`` with ``pyarrow.Table.slice``, which walks every chunk of
+    every column to find the offset: about 1.3 ms per client for the 2.7M rows in 33,442 chunks (row groups of
+    256 rows with images), against 0.03 ms for one file. Here the concatenated table is sliced through the
+    batch offsets that ``datasets`` keeps (``fast_slice``) and each shard (a block) as ``datasets`` slices it,
+    so that the result is what ``table.slice`` gives: the same rows, schema, blocks and replays.
+    """
+    concatenated = datasets.table.ConcatenationTable
+    if type(table) is not concatenated or not hasattr(table, "fast_slice") or length == 0:
+        return table.slice(offset, length)  # one file already slices so; an empty slice: datasets' own
+    rows = table.fast_slice(offset, length)
+    blocks = []
+    for row in table.blocks:  # the shards, each a list of tables side by side (one when nothing was added)
+        size = len(row[0])
+        if length == 0:
+            break
+        if size <= offset:
+            offset -= size
+            continue
+        if offset + length >= size:  # to the shard's end, recorded as datasets records it (no length)
+            blocks.append([block.slice(offset) for block in row])
+            offset, length = 0, length - (size - offset)
+        else:
+            blocks.append([block.slice(offset, length) for block in row])
+            offset, length = 0, 0
+    return concatenated(rows, blocks)
 
 
 def has_indices_mapping(dataset: datasets.Dataset) -> bool:
