@@ -9,7 +9,7 @@
 # of every process it started, its rows, bytes and checks; OUT/summary.md is the table of all stages.
 # Needs the package with its dask, train and flower extras (pip install -e ".[dask,train,flower]"); uses the
 # python, dask and inat-fl of the active environment (PYTHON=... to choose another python).
-# The full scale takes the machine for hours (about 1.5 h on an idle 2-core machine, 3 to 4 h on a busy one)
+# The full scale takes the machine for about an hour (55 min on an idle 2-core machine, 85 min on a busy one)
 # and about 22 GB of disk: 15 GB for the replica (3.3M small files), 3 GB prepared, 3 GB of datasets cache.
 set -euo pipefail
 
