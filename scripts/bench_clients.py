@@ -14,8 +14,9 @@ into ``--cache`` (reruns reuse it). Then, each in a fresh process and starting f
 
 With ``--shards N``, both read the same split laid out as ``load_dataset`` lays out the prepared files with
 image bytes at full size instead (not timed; cached next to ``--cache``): ``N`` Arrow files (one per 500 MB:
-6 for the 2.7M rows with their JPEGs) of record batches of ``--batch-rows`` rows (the Parquet row groups,
-256 with images), which ``datasets`` reads as one ``ConcatenationTable`` of 33,442 chunks per column.
+7 for the 2.7M rows with their 32 px JPEGs) of record batches of ``--batch-rows`` rows (from the Parquet row
+groups, at most 256 rows with images), which ``datasets`` reads as one ``ConcatenationTable`` (the full run's
+split: 51,155 chunks per column; ``--shards 6 --batch-rows 80``: 33,588).
 
 Partition ``i`` of Flower (the ``i``-th user name in sorted order) is client ``i`` of ``family_user``;
 the run fails if the two disagree on the image ids of the clients it checks. Targets: our first client

@@ -61,12 +61,13 @@ def slice_table(table: datasets.table.Table, offset: int, length: int) -> datase
     """``table.slice(offset, length)``, found by binary search over the table's record batches.
 
     A split of one Arrow file (``MemoryMappedTable``) already slices so. A split of several files (a
-    ``ConcatenationTable``: ``load_dataset`` writes a shard per 500 MB, e.g. 6 for the full train split with
-    image bytes) slices its whole ``pyarrow.Table`` with ``pyarrow.Table.slice``, which walks every chunk of
-    every column to find the offset: about 1.3 ms per client for the 2.7M rows in 33,442 chunks (row groups of
-    256 rows with images), against 0.03 ms for one file. Here the concatenated table is sliced through the
-    batch offsets that ``datasets`` keeps (``fast_slice``) and each shard (a block) as ``datasets`` slices it,
-    so that the result is what ``table.slice`` gives: the same rows, schema, blocks and replays.
+    ``ConcatenationTable``: ``load_dataset`` writes a shard per 500 MB, 7 for the full train split with image
+    bytes, 51,155 chunks per column from its row groups of at most 256 rows) slices its whole ``pyarrow.Table``
+    with ``pyarrow.Table.slice``, which walks every chunk of every column to find the offset: about 0.12 ms
+    per 1,000 chunks, 4.0 ms per client at 33,588 chunks (``scripts/bench.py clients --shards``). Here the
+    concatenated table is sliced through the batch offsets that ``datasets`` keeps (``fast_slice``) and each
+    shard (a block) as ``datasets`` slices it, so that the result is what ``table.slice`` gives: the same rows,
+    schema, blocks and replays.
     """
     concatenated = datasets.table.ConcatenationTable
     if type(table) is not concatenated or not hasattr(table, "fast_slice") or length == 0:
